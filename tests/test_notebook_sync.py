@@ -1,0 +1,105 @@
+"""The notebooks and the package must not drift apart (the one-source-of-truth check).
+
+Each chapter shows the finished component with a cell ``show_source(bertedu.x.Name)``;
+its stored output is the source as it was when the notebook last ran. If the module has
+changed since, this test fails and says which notebook to re-run. nbval then re-executes
+every notebook, so the chapters also keep working against the current package.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bertedu.course import VOLATILE_CELL_METADATA
+from bertedu.source import render_source
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SHOW_SOURCE = re.compile(r"^show_source\((bertedu(?:\.\w+)+)\)\s*$", re.MULTILINE)
+MAX_BYTES = 2_500_000
+
+
+def resolve(dotted: str) -> object:
+    """'bertedu.model.BertModel' -> the class (longest importable module prefix, then attributes)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            obj = getattr(obj, attribute)
+        return obj
+    raise ImportError(dotted)
+
+
+def stdout_of(cell: dict) -> str:
+    return "".join("".join(out.get("text", "")) for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream" and out.get("name") == "stdout")
+
+
+def shown_components(notebook: Path) -> list[tuple[int, str, str]]:
+    """(cell index, dotted name, stored output) for every show_source cell."""
+    cells = json.loads(notebook.read_text())["cells"]
+    found = []
+    for index, cell in enumerate(cells):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            for dotted in SHOW_SOURCE.findall(source):
+                found.append((index, dotted, stdout_of(cell)))
+    return found
+
+
+def outdated_cells(notebook: Path) -> list[tuple[int, str]]:
+    """The show_source cells whose stored output differs from the package's current source."""
+    return [(index, dotted) for index, dotted, stored in shown_components(notebook)
+            if stored != render_source(resolve(dotted))]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_welcome.ipynb"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_shown_source_matches_the_package(notebook):
+    outdated = outdated_cells(notebook)
+    assert not outdated, (
+        f"{notebook.name} shows outdated package code in (cell, component) {outdated}: the module "
+        f"changed since the notebook last ran. Re-run it: `bertedu course --in-place --only {notebook.stem[:2]}`."
+    )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_executed_small_and_clean(notebook):
+    assert notebook.stat().st_size < MAX_BYTES, f"{notebook.name}: trim large outputs (bertviz HTML, logs)"
+    nb = json.loads(notebook.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), f"{notebook.name}: store outputs of a full quick run"
+    assert any("describe_run(" in "".join(c["source"]) for c in code), f"{notebook.name}: call describe_run()"
+    for cell in code:
+        assert not set(cell.get("metadata", {})) & set(VOLATILE_CELL_METADATA), (
+            f"{notebook.name}: volatile metadata; re-run with `bertedu course --in-place`")
+
+
+def test_chapters_after_the_first_show_package_components():
+    chapters = [nb for nb in NOTEBOOKS if not nb.name.startswith("00_")]
+    missing = [nb.name for nb in chapters if not shown_components(nb)]
+    assert not missing, f"these chapters never show the package code they build: {missing}"
+
+
+def test_the_sync_check_catches_drift(tmp_path):
+    """The check must be able to fail: a stored output from an older source is reported."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    current = render_source(resolve("bertedu.data.clean_review"))
+    stale = current.replace("newlines", "spaces")
+    cells = [new_code_cell("show_source(bertedu.data.clean_review)", outputs=[new_output("stream", name="stdout", text=text)])
+             for text in (current, stale)]
+    path = tmp_path / "99_drift.ipynb"
+    nbformat.write(new_notebook(cells=cells), path)
+    assert outdated_cells(path) == [(1, "bertedu.data.clean_review")]
