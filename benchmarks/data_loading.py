@@ -1,0 +1,43 @@
+"""How long loading IMDb takes: the first load (parse 50,000 files) vs a cached one.
+
+Run: BERTEDU_IMDB_ARCHIVE=/path/to/archive .venv/bin/python benchmarks/data_loading.py
+Output is saved beside this file as data_loading.txt.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+
+import torch
+
+from bertedu import data
+
+
+def timed_load() -> float:
+    data._MEMO.clear()  # a new process would start with an empty memo too
+    start = time.perf_counter()
+    for split in data.SPLITS:
+        data.load_imdb(split)
+    return time.perf_counter() - start
+
+
+def main(repeats: int = 3) -> None:
+    source = data.explicit_source()
+    print(f"source: {source}  ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()})")
+    with tempfile.TemporaryDirectory() as empty_data_dir:
+        os.environ["BERTEDU_DATA_DIR"] = empty_data_dir
+        first = []
+        for _ in range(repeats):
+            data.cache_path().unlink(missing_ok=True)
+            first.append(timed_load())
+        cached = [timed_load() for _ in range(repeats)]
+        size = data.cache_path().stat().st_size
+    print(f"first load (parse archive, write cache): best {min(first):.2f} s of {repeats}")
+    print(f"cached load (checksum source, read cache): best {min(cached):.2f} s of {repeats}")
+    print(f"speed-up: {min(first) / min(cached):.1f}x; cache file {size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
