@@ -29,6 +29,19 @@ _EXPORTS: dict[str, str] = {
     "is_quick": "bertedu.settings",
     "pick": "bertedu.settings",
     "show_source": "bertedu.source",
+    # chapter 1: tokenization
+    "BertTokenizer": "bertedu.tokenization",
+    "load_fast_tokenizer": "bertedu.tokenization",
+    "train_wordpiece_vocab": "bertedu.tokenization",
+    "imdb_wordpiece_vocab": "bertedu.tokenization",
+    # chapter 2: attention
+    "MultiHeadSelfAttention": "bertedu.attention",
+    # chapter 3: the encoder
+    "BertConfig": "bertedu.model",
+    "BertModel": "bertedu.model",
+    "BertOutput": "bertedu.model",
+    "init_bert_weights": "bertedu.model",
+    "default_checkpoint": "bertedu.checkpoint",
 }
 
 
