@@ -42,6 +42,14 @@ _EXPORTS: dict[str, str] = {
     "BertOutput": "bertedu.model",
     "init_bert_weights": "bertedu.model",
     "default_checkpoint": "bertedu.checkpoint",
+    # chapter 4: pre-training
+    "BertForPreTraining": "bertedu.pretraining",
+    "mask_tokens": "bertedu.pretraining",
+    "pretrain": "bertedu.pretraining",
+    "pretrained_small_bert": "bertedu.pretraining",
+    "TrainingConfig": "bertedu.training",
+    "TrainingHistory": "bertedu.training",
+    "train": "bertedu.training",
 }
 
 

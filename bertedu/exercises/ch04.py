@@ -1,0 +1,129 @@
+"""Chapter 4 exercises: the MLM loss, the learning-rate schedule, whole-word grouping.
+
+    from bertedu.exercises import ch04
+    ch04.check_mlm_loss(my_mlm_loss)            # (logits (B, T, V), labels (B, T)) -> scalar
+    ch04.check_lr_schedule(my_lr)               # (step, warmup_steps, total_steps, peak_lr) -> float
+    ch04.check_word_starts(my_word_starts)      # continuation (B, T) bool -> (B, T) long
+    ch04.solution("mlm_loss")
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from bertedu.exercises import ExerciseError, compare_tensors, fail, not_implemented, passed, print_solution
+
+# -- reference solutions ------------------------------------------------------------------
+
+
+def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose label is not -100.
+
+    logits: ``(B, T, V)``; labels: ``(B, T)`` original ids at selected positions, -100 elsewhere.
+    """
+    selected = labels != -100  # (B, T)
+    return F.cross_entropy(logits[selected], labels[selected])  # (N, V) against (N,)
+
+
+def lr_schedule(step: int, warmup_steps: int, total_steps: int, peak_lr: float) -> float:
+    """The learning rate of update ``step`` (0-based): linear warm-up, then linear decay."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    return peak_lr * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def word_starts(continuation: torch.Tensor) -> torch.Tensor:
+    """For each token, the position of the first piece of its word.
+
+    continuation: ``(B, T)`` bool, True where a token continues the previous word (``##``).
+    Returns ``(B, T)`` long. Example: ``[F, T, T, F, T] -> [0, 0, 0, 3, 3]``.
+    """
+    positions = torch.arange(continuation.shape[-1]).expand_as(continuation)
+    return torch.where(continuation, 0, positions).cummax(dim=-1).values
+
+
+SOLUTIONS = {"mlm_loss": mlm_loss, "lr_schedule": lr_schedule, "word_starts": word_starts}
+
+
+def solution(name: str) -> None:
+    """Print the reference solution of exercise ``name``."""
+    print_solution(SOLUTIONS, name)
+
+
+# -- checkers -----------------------------------------------------------------------------
+
+
+def _call(function: Callable, description: str, *args):
+    try:
+        return function(*args)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        fail(f"Your function raised {type(error).__name__}: {error}\n  on {description}.")
+
+
+def check_mlm_loss(function: Callable) -> None:
+    """Compare ``function(logits, labels)`` with the cross-entropy over labelled positions."""
+    try:
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(2, 6, 11, generator=g)
+        labels = torch.full((2, 6), -100)
+        labels[0, 1], labels[0, 4], labels[1, 2] = 3, 7, 10
+        description = "logits (2, 6, 11) with 3 labelled positions"
+        got = _call(function, description, logits.clone(), labels.clone())
+        expected = mlm_loss(logits, labels)
+        if isinstance(got, torch.Tensor) and got.shape == () and not torch.allclose(got, expected, atol=1e-5):
+            safe = labels.clamp(min=0)
+            everywhere = F.cross_entropy(logits.view(-1, 11), safe.view(-1))
+            if torch.allclose(got, everywhere, atol=1e-5):
+                fail("Your loss averages over every position. Only tokens with a label (not -100) count: "
+                     "select them with labels != -100 first.")
+            summed = F.cross_entropy(logits[labels != -100], labels[labels != -100], reduction="sum")
+            if torch.allclose(got, summed, atol=1e-5):
+                fail("Your loss is the sum over the labelled tokens; take the mean (divide by their number).")
+        compare_tensors(got, expected, f"mlm_loss on {description}")
+    except NotImplementedError:
+        return not_implemented("mlm_loss")
+    passed("mlm_loss", 1)
+
+
+def check_lr_schedule(function: Callable) -> None:
+    """Compare ``function(step, warmup_steps, total_steps, peak_lr)`` at many steps."""
+    try:
+        cases = [(step, 4, 20, 1e-3) for step in range(20)] + [(0, 0, 10, 0.5), (9, 0, 10, 0.5)]
+        for step, warmup, total, peak in cases:
+            got = _call(function, f"step={step}, warmup_steps={warmup}, total_steps={total}, peak_lr={peak}",
+                        step, warmup, total, peak)
+            expected = lr_schedule(step, warmup, total, peak)
+            if not isinstance(got, (int, float)) or abs(got - expected) > 1e-12 + 1e-9 * peak:
+                phase = "warm-up" if step < warmup else "decay"
+                hint = (" During warm-up the rate rises linearly and reaches peak_lr at the last warm-up "
+                        "step (step + 1 out of warmup_steps)." if phase == "warm-up" else
+                        " After warm-up it falls linearly from peak_lr towards 0 at total_steps.")
+                fail(f"lr at step {step} (warmup_steps={warmup}, total_steps={total}, peak_lr={peak}, "
+                     f"{phase}): yours {got!r}, expected {expected:.6g}.{hint}")
+    except NotImplementedError:
+        return not_implemented("lr_schedule")
+    passed("lr_schedule", 22)
+
+
+def check_word_starts(function: Callable) -> None:
+    """Compare ``function(continuation)`` with the start position of each token's word."""
+    try:
+        continuation = torch.tensor([[False, True, True, False, True, False],
+                                     [False, False, True, False, False, True]])
+        got = _call(function, "continuation of shape (2, 6)", continuation.clone())
+        expected = word_starts(continuation)
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got.long(), expected):
+            row = int((got.long() != expected).any(-1).nonzero()[0])
+            raise ExerciseError(
+                f"Row {row}, continuation {continuation[row].int().tolist()}: yours {got[row].tolist()}, "
+                f"expected {expected[row].tolist()}. A word starts at each False; every True belongs to "
+                "the word of the nearest False before it (a running maximum of start positions)."
+            )
+        compare_tensors(got, expected, "word_starts(continuation of shape (2, 6))", atol=0)
+    except NotImplementedError:
+        return not_implemented("word_starts")
+    passed("word_starts", 1)

@@ -1,0 +1,461 @@
+"""Chapter 4: pre-train a small BERT with masked language modelling (MLM) and next-sentence
+prediction (NSP) on IMDb review text.
+
+    [CLS] A [SEP] B [SEP] (15% corrupted) ─> BertModel ─┬─> last_hidden_state (B, T, H) ─> MLM head ─> (N, V)
+                                                        └─> pooler_output (B, H) ───────> NSP head ─> (B, 2)
+    loss = cross-entropy over the N selected tokens + cross-entropy over IsNext/NotNext
+
+The MLM head's output matrix *is* the word-embedding matrix (weight tying): predicting a
+token and reading one share one table of token vectors. Weight names follow Hugging
+Face's ``BertForPreTraining`` (``bert.*``, ``cls.predictions.*``,
+``cls.seq_relationship.*``), so a saved model loads in ``transformers`` too.
+
+Entry points: ``prepare_pretraining_data`` (IMDb train text -> datasets),
+``BertForPreTraining``, ``evaluate_pretraining``, ``pretrain`` (the whole run, as
+``bertedu pretrain`` does it), ``fill_mask`` and ``pretrained_small_bert`` (chapter 5's
+starting point). The data side (sentences, pairs, ``mask_tokens``) lives in
+``bertedu/pretraining_data.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bertedu.checkpoint import CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME, read_state_dict, save_json, save_state_dict
+from bertedu.model import ACTIVATIONS, BertConfig, BertModel, init_bert_weights
+from bertedu.paths import checkpoints_dir
+from bertedu.pretraining_data import (  # noqa: F401  (mask_tokens is part of this module's API)
+    IGNORE_INDEX,
+    IS_NEXT,
+    NOT_NEXT,
+    PretrainingDataset,
+    PretrainingVocab,
+    SegmentPair,
+    make_pairs,
+    mask_tokens,
+    split_sentences,
+)
+from bertedu.settings import pick, quick_mode
+from bertedu.training import TrainingConfig, TrainingHistory, init_distributed, train
+
+PRETRAINED_NAME = "ch4-pretrained"  # chapter 5 looks here
+RUN_NAME = "ch4-pretraining-run"    # training checkpoints (resume) live here
+
+# ---------------------------------------------------------------------------------------
+# The model: BertModel + two heads
+# ---------------------------------------------------------------------------------------
+
+
+class BertPredictionHeadTransform(nn.Module):
+    """One more dense layer + activation + LayerNorm before predicting tokens: (B, T, H) -> (B, T, H)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.LayerNorm(self.activation(self.dense(hidden)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Scores over the vocabulary: (..., H) -> (..., V).
+
+    ``decoder.weight`` is tied to the word embeddings (set by ``BertForPreTraining``);
+    ``bias`` is the head's own, one number per token.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.decoder(self.transform(hidden)) + self.bias
+
+
+class BertPreTrainingHeads(nn.Module):
+    """``predictions``: the MLM head on every token; ``seq_relationship``: NSP on [CLS]."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)  # IsNext / NotNext
+
+
+@dataclass
+class PreTrainingOutput:
+    """What ``BertForPreTraining`` returns.
+
+    loss: mlm_loss + nsp_loss (whichever labels were given), a scalar, or None.
+    mlm_logits: ``(B, T, V)`` without MLM labels; with them only the N selected positions
+        are scored, ``(N, V)`` in row-major order (the original BERT's gather trick: the
+        other 85% of positions would cost most of the head's compute for nothing).
+    nsp_logits: ``(B, 2)``, index 0 = IsNext, 1 = NotNext.
+    """
+
+    loss: Tensor | None
+    mlm_loss: Tensor | None
+    nsp_loss: Tensor | None
+    mlm_logits: Tensor
+    nsp_logits: Tensor
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with its two pre-training heads; losses summed as in the paper."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.cls.apply(lambda module: init_bert_weights(module, config.initializer_range))
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Make the MLM decoder use the word-embedding matrix itself (one Parameter, two uses)."""
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        next_sentence_label: Tensor | None = None,
+    ) -> PreTrainingOutput:
+        """
+        Args:
+            input_ids, attention_mask, token_type_ids: ``(B, T)``, as for ``BertModel``.
+            labels: ``(B, T)`` original ids at the selected positions, -100 elsewhere.
+            next_sentence_label: ``(B,)`` 0 = IsNext, 1 = NotNext.
+        """
+        out = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        mlm_loss = nsp_loss = None
+        if labels is None:
+            mlm_logits = self.cls.predictions(out.last_hidden_state)  # (B, T, V)
+        else:
+            selected = labels != IGNORE_INDEX  # (B, T)
+            mlm_logits = self.cls.predictions(out.last_hidden_state[selected])  # (N, V)
+            # A sum over N tokens / N, written so that N = 0 gives 0 rather than NaN.
+            mlm_loss = F.cross_entropy(mlm_logits.float(), labels[selected], reduction="sum") / selected.sum().clamp(min=1)
+        if next_sentence_label is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
+        losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        return PreTrainingOutput(sum(losses) if losses else None, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
+
+    def save_pretrained(self, path: str | os.PathLike, vocab_file: str | os.PathLike | None = None) -> Path:
+        """Write config.json, model.safetensors (and vocab.txt) in the Hugging Face layout.
+
+        The tied decoder weight is stored once, as the word embeddings (as ``transformers``
+        does). Each file is written atomically; the weights come last.
+        """
+        folder = Path(path)
+        if vocab_file is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            if Path(vocab_file).resolve() != (folder / VOCAB_NAME).resolve():
+                shutil.copyfile(vocab_file, folder / f".{VOCAB_NAME}.tmp")
+                os.replace(folder / f".{VOCAB_NAME}.tmp", folder / VOCAB_NAME)
+        save_json({**self.config.to_dict(), "architectures": ["BertForPreTraining"]}, folder / CONFIG_NAME)
+        state = {k: v for k, v in self.state_dict().items() if k != "cls.predictions.decoder.weight"}
+        save_state_dict(state, folder / SAFETENSORS_NAME)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> BertForPreTraining:
+        """Load a folder written by ``save_pretrained`` (or by transformers' BertForPreTraining)."""
+        folder = Path(path)
+        model = cls(BertConfig.from_pretrained(folder))
+        state = read_state_dict(folder)
+        for tied in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias", "bert.embeddings.position_ids"):
+            state.pop(tied, None)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k != "cls.predictions.decoder.weight"]
+        if missing or unexpected:
+            raise ValueError(
+                f"{folder} does not hold a BertForPreTraining: missing {missing[:6]}, unexpected "
+                f"{unexpected[:6]}. For an encoder without heads use BertModel.from_pretrained."
+            )
+        model.tie_weights()
+        return model.eval()
+
+
+# ---------------------------------------------------------------------------------------
+# Data: IMDb train text -> PretrainingDataset
+# ---------------------------------------------------------------------------------------
+
+
+def tokenize_documents(texts: Sequence[str], tokenizer: Any) -> list[list[list[int]]]:
+    """Each text -> its sentences -> token ids (no special tokens): ``docs[d][s] = [ids]``."""
+    sentences = [split_sentences(text) for text in texts]
+    flat = [s for doc in sentences for s in doc]
+    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    documents, start = [], 0
+    for doc in sentences:
+        documents.append(ids[start:start + len(doc)])
+        start += len(doc)
+    return documents
+
+
+def build_pretraining_dataset(texts: Sequence[str], tokenizer: Any, *, max_seq_length: int = 128,
+                              whole_word: bool = False, seed: int = 0) -> PretrainingDataset:
+    """Texts -> sentences -> NSP pairs -> a dataset that masks on the fly."""
+    documents = tokenize_documents(texts, tokenizer)
+    pairs = make_pairs(documents, max_seq_length=max_seq_length, seed=seed)
+    return PretrainingDataset(pairs, PretrainingVocab.from_tokenizer(tokenizer), max_seq_length=max_seq_length,
+                              whole_word=whole_word, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Settings: quick (2 CPU cores, minutes) and full (a GPU)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PretrainingSettings:
+    """Data, model size and optimisation of one pre-training run."""
+
+    n_reviews: int                 # IMDb *train* reviews to learn from (never the test split)
+    n_validation: int              # held-out train reviews for MLM/NSP accuracy
+    max_seq_length: int
+    vocab_size: int                # of the course's IMDb WordPiece vocabulary
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    whole_word: bool = False
+    eval_batch_size: int = 64
+    seed: int = 0
+
+    def model_config(self) -> BertConfig:
+        return BertConfig(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                          num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
+                          intermediate_size=self.intermediate_size, max_position_embeddings=self.max_seq_length)
+
+
+def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
+    """The chapter's settings for the current mode (``BERTEDU_QUICK``), or the one asked for."""
+    if quick is not None:
+        with quick_mode(quick):
+            return pretraining_settings()
+    return PretrainingSettings(
+        n_reviews=pick(quick=3_000, full=24_000),
+        n_validation=pick(quick=300, full=1_000),
+        max_seq_length=128,
+        vocab_size=8_000,
+        hidden_size=pick(quick=128, full=256),
+        num_hidden_layers=pick(quick=2, full=4),
+        num_attention_heads=pick(quick=2, full=4),
+        intermediate_size=pick(quick=512, full=1024),
+        training=TrainingConfig(
+            learning_rate=pick(quick=2e-3, full=5e-4),
+            max_steps=pick(quick=600, full=20_000),
+            batch_size=pick(quick=32, full=128),
+            warmup_ratio=pick(quick=0.1, full=0.05),
+            eval_every=pick(quick=100, full=1_000),
+            eval_at_start=True,
+            checkpoint_every=pick(quick=100, full=1_000),
+        ),
+    )
+
+
+def prepare_pretraining_data(settings: PretrainingSettings) -> tuple[Any, PretrainingDataset, PretrainingDataset]:
+    """(tokenizer, train dataset, validation dataset) from IMDb *train* reviews only."""
+    from bertedu.data import load_imdb, train_validation_split
+    from bertedu.tokenization import imdb_wordpiece_vocab, load_fast_tokenizer
+
+    tokenizer = load_fast_tokenizer(imdb_wordpiece_vocab(settings.vocab_size))
+    reviews = load_imdb("train", n=settings.n_reviews + settings.n_validation, seed=settings.seed)
+    train_reviews, validation_reviews = train_validation_split(reviews, settings.n_validation, seed=settings.seed)
+    build = dict(max_seq_length=settings.max_seq_length, whole_word=settings.whole_word)
+    return (tokenizer,
+            build_pretraining_dataset(train_reviews.texts, tokenizer, seed=settings.seed, **build),
+            build_pretraining_dataset(validation_reviews.texts, tokenizer, seed=settings.seed + 1, **build))
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation and use
+# ---------------------------------------------------------------------------------------
+
+
+def evaluate_pretraining(model: BertForPreTraining, dataset: PretrainingDataset, batch_size: int = 64) -> dict[str, float]:
+    """MLM loss and accuracy (over the selected tokens) and NSP loss and accuracy (over pairs).
+
+    The masks of ``dataset`` are fixed (epoch 0), so every evaluation asks the same questions.
+    """
+    dataset.set_epoch(0)
+    device = next(model.parameters()).device
+    totals = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_count=0.0, nsp_loss=0.0, nsp_correct=0.0, nsp_count=0.0)
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
+            out = model(**batch)
+            targets = batch["labels"][batch["labels"] != IGNORE_INDEX]  # (N,)
+            totals["mlm_loss"] += F.cross_entropy(out.mlm_logits.float(), targets, reduction="sum").item()
+            totals["mlm_correct"] += (out.mlm_logits.argmax(-1) == targets).sum().item()
+            totals["mlm_count"] += len(targets)
+            nsp_targets = batch["next_sentence_label"]
+            totals["nsp_loss"] += F.cross_entropy(out.nsp_logits.float(), nsp_targets, reduction="sum").item()
+            totals["nsp_correct"] += (out.nsp_logits.argmax(-1) == nsp_targets).sum().item()
+            totals["nsp_count"] += len(nsp_targets)
+    return {
+        "mlm_loss": totals["mlm_loss"] / max(1, totals["mlm_count"]),
+        "mlm_accuracy": totals["mlm_correct"] / max(1, totals["mlm_count"]),
+        "nsp_loss": totals["nsp_loss"] / max(1, totals["nsp_count"]),
+        "nsp_accuracy": totals["nsp_correct"] / max(1, totals["nsp_count"]),
+    }
+
+
+def fill_mask(model: BertForPreTraining, tokenizer: Any, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """The model's ``top_k`` (token, probability) guesses for each ``[MASK]`` in ``text``."""
+    if tokenizer.mask_token not in text:
+        raise ValueError(f"Put at least one {tokenizer.mask_token} in the text, e.g. 'this movie was [MASK] .'")
+    encoded = tokenizer(text, return_tensors="pt", truncation=True, max_length=model.config.max_position_embeddings)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device),
+                       token_type_ids=encoded["token_type_ids"].to(device)).mlm_logits[0]  # (T, V)
+    model.train(was_training)
+    guesses = []
+    for position in (encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten().tolist():
+        probs, ids = logits[position].float().softmax(-1).topk(top_k)
+        guesses.append([(tokenizer.convert_ids_to_tokens(i), round(p, 4)) for i, p in zip(ids.tolist(), probs.tolist())])
+    return guesses
+
+
+# ---------------------------------------------------------------------------------------
+# The whole run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PretrainingRun:
+    model: BertForPreTraining
+    tokenizer: Any
+    history: TrainingHistory
+    settings: PretrainingSettings
+    output_dir: Path | None
+
+
+def pretrain(
+    settings: PretrainingSettings | None = None,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+) -> PretrainingRun:
+    """Prepare data, build the model, train, save: what ``bertedu pretrain`` runs.
+
+    Under ``torchrun`` each of the N processes takes 1/N of the global batch, so the run
+    follows the single-process curve. ``checkpoint_dir`` keeps resumable checkpoints
+    (``fresh=True`` deletes them first); rank 0 saves the model to ``output_dir``.
+    """
+    import torch.distributed as dist
+
+    settings = settings or pretraining_settings()
+    rank, world_size = init_distributed()
+    config = settings.training
+    if config.batch_size % world_size:
+        raise ValueError(f"The global batch of {config.batch_size} does not split over {world_size} processes; "
+                         "pick a process count that divides it.")
+    config = replace(config, batch_size=config.batch_size // world_size, progress=progress and config.progress)
+    if checkpoint_dir is not None and fresh and rank == 0:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if rank == 0:  # the vocabulary is trained on first use: once, not by every process at once
+        from bertedu.tokenization import imdb_wordpiece_vocab
+        imdb_wordpiece_vocab(settings.vocab_size)
+    if dist.is_initialized():
+        dist.barrier()
+
+    tokenizer, train_data, validation_data = prepare_pretraining_data(settings)
+    torch.manual_seed(settings.seed)  # the same initial weights in every process
+    model = BertForPreTraining(settings.model_config())
+    history = train(model, train_data, config, collate_fn=torch.utils.data.default_collate,
+                    evaluate=lambda m: evaluate_pretraining(m, validation_data, settings.eval_batch_size),
+                    checkpoint_dir=checkpoint_dir, track=("mlm_loss", "nsp_loss"))
+    model.to("cpu").eval()
+    if output_dir is not None and rank == 0:
+        from bertedu.tokenization import imdb_wordpiece_vocab
+        model.save_pretrained(output_dir, vocab_file=imdb_wordpiece_vocab(settings.vocab_size))
+    return PretrainingRun(model, tokenizer, history, settings, Path(output_dir) if output_dir else None)
+
+
+def pretrained_small_bert() -> Path:
+    """The folder of chapter 4's pre-trained small BERT (config.json, model.safetensors, vocab.txt).
+
+    If chapter 4 was skipped, pre-train one now with the quick settings (a few minutes on
+    a CPU) and say so.
+    """
+    folder = checkpoints_dir(PRETRAINED_NAME)
+    if all((folder / name).is_file() for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME)):
+        return folder
+    print(f"No chapter-4 model in {folder}: pre-training a small BERT now with the quick "
+          "settings (a few minutes on a laptop CPU). Run chapter 4 to see how it learns.")
+    pretrain(pretraining_settings(quick=True), output_dir=folder,
+             checkpoint_dir=checkpoints_dir(RUN_NAME + "-quick"), fresh=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------
+# Command line: bertedu pretrain
+# ---------------------------------------------------------------------------------------
+
+
+def configure_pretrain(parser: argparse.ArgumentParser) -> None:
+    from bertedu.cli import add_mode_flags
+
+    add_mode_flags(parser)
+    parser.add_argument("--output", type=Path, default=None,
+                        help=f"where the pre-trained model goes (default: data/checkpoints/{PRETRAINED_NAME})")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help=f"resumable training checkpoints (default: data/checkpoints/{RUN_NAME}-<mode>)")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
+    parser.add_argument("--max-steps", type=int, default=None, help="override the mode's number of optimizer steps")
+    parser.add_argument("--whole-word", action="store_true", help="mask whole words instead of word pieces")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from bertedu.settings import describe_run, mode_name
+
+    settings = pretraining_settings()
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1; got {args.max_steps}.")
+        settings.training = replace(settings.training, max_steps=args.max_steps)
+    settings.whole_word = args.whole_word
+    output = args.output or checkpoints_dir(PRETRAINED_NAME)
+    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name()}")
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        describe_run()
+        print(f"Checkpoints (resumable): {run_dir}\nModel: {output}")
+    run = pretrain(settings, output_dir=output, checkpoint_dir=run_dir, fresh=args.fresh, progress=not args.no_progress)
+    if rank == 0:
+        first, last = run.history.evals[0], run.history.evals[-1]
+        print(f"step {first['step']:>6}: " + _metrics_line(first))
+        print(f"step {last['step']:>6}: " + _metrics_line(last))
+        print(f"Saved the pre-trained model to {output}")
+    return 0
+
+
+def _metrics_line(row: dict[str, float]) -> str:
+    return (f"MLM loss {row['mlm_loss']:.3f}, MLM accuracy {row['mlm_accuracy']:.1%}, "
+            f"NSP loss {row['nsp_loss']:.3f}, NSP accuracy {row['nsp_accuracy']:.1%}")

@@ -1,0 +1,269 @@
+"""Chapter 4's pre-training pieces: sentences, NSP pairs, the dataset, BertForPreTraining."""
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertedu.model import BertConfig, BertModel
+from bertedu.pretraining import (
+    IS_NEXT,
+    NOT_NEXT,
+    BertForPreTraining,
+    SegmentPair,
+    evaluate_pretraining,
+    fill_mask,
+    make_pairs,
+    pretraining_settings,
+    split_sentences,
+)
+from bertedu.pretraining_data import encode_pair
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_worker import VOCAB, tiny_data, tiny_model  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# --------------------------------------------------------------------------- sentences
+
+
+def test_split_sentences():
+    text = ("I loved it! Mr. Smith plays the lead. Was it good? Yes... \"Great\" said J. R. Bob. "
+            "the end is lowercase. 10 stars.\nA new paragraph without a full stop")
+    assert split_sentences(text) == [
+        "I loved it!", "Mr. Smith plays the lead.", "Was it good?", "Yes...",
+        "\"Great\" said J. R. Bob. the end is lowercase.",  # no capital after "Bob.": no split
+        "10 stars.", "A new paragraph without a full stop",
+    ]
+    assert split_sentences("  \n\n ") == []
+
+
+# --------------------------------------------------------------------------- NSP pairs
+
+
+def numbered_documents(n_documents=60, seed=0):
+    """Token id = 1000 * document + position in the document: pairs reveal their origin."""
+    rng = random.Random(seed)
+    documents = []
+    for d in range(n_documents):
+        position, sentences = 0, []
+        for _ in range(rng.randint(1, 12)):
+            length = rng.randint(1, 25)
+            sentences.append([1000 * d + position + i for i in range(length)])
+            position += length
+        documents.append(sentences)
+    return documents
+
+
+def test_pairs_are_half_true_continuations_and_fit_the_length():
+    documents = numbered_documents(400)
+    pairs = make_pairs(documents, max_seq_length=48, seed=0)
+    assert len(pairs) > 500
+    not_next = sum(p.is_random_next for p in pairs) / len(pairs)
+    assert not_next == pytest.approx(0.5, abs=0.05)
+    for pair in pairs:
+        assert pair.tokens_a and pair.tokens_b
+        assert len(pair.tokens_a) + len(pair.tokens_b) <= 48 - 3
+        doc_a, doc_b = pair.tokens_a[0] // 1000, pair.tokens_b[0] // 1000
+        # Each segment is contiguous text from one document (truncation trims the ends only).
+        for segment in (pair.tokens_a, pair.tokens_b):
+            assert segment == list(range(segment[0], segment[0] + len(segment)))
+        if pair.is_random_next:
+            assert doc_b != doc_a
+        else:  # B starts right where A ends
+            assert doc_b == doc_a and pair.tokens_b[0] >= pair.tokens_a[-1] + 1
+
+
+def test_pairs_are_packed_to_the_maximum_length():
+    pairs = make_pairs(numbered_documents(400), max_seq_length=48, seed=0)
+    lengths = torch.tensor([len(p.tokens_a) + len(p.tokens_b) for p in pairs], dtype=torch.float)
+    assert (lengths == 45).float().mean() > 0.4  # most pairs fill the sequence...
+    assert lengths.mean() > 30  # ...and 10% aim shorter on purpose, as in BERT
+
+
+def test_encode_pair_layout():
+    encoded = encode_pair(SegmentPair([10, 11], [20, 21, 22], True), VOCAB, max_seq_length=10)
+    assert encoded["input_ids"].tolist() == [2, 10, 11, 3, 20, 21, 22, 3, 0, 0]
+    assert encoded["token_type_ids"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+    assert encoded["attention_mask"].tolist() == [1] * 8 + [0, 0]
+    assert int(encoded["next_sentence_label"]) == NOT_NEXT
+    with pytest.raises(ValueError, match="max_seq_length"):
+        encode_pair(SegmentPair([10] * 5, [20] * 5, False), VOCAB, max_seq_length=10)
+
+
+def test_dataset_masks_dynamically_and_reproducibly():
+    data = tiny_data()
+    first = data[3]
+    assert set(first) == {"input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label"}
+    assert torch.equal(first["input_ids"], data[3]["input_ids"])  # same epoch: same mask
+    data.set_epoch(1)
+    assert not torch.equal(first["labels"], data[3]["labels"])  # new epoch: new mask
+    padding = first["attention_mask"] == 0
+    assert bool((first["labels"][padding] == -100).all()) and bool((first["input_ids"][padding] == 0).all())
+    assert int(data.tensors["next_sentence_label"].eq(IS_NEXT).sum()) > 0.3 * len(data)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def small_config(**overrides):
+    return BertConfig(**{"vocab_size": 120, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                         "intermediate_size": 64, "max_position_embeddings": 40, **overrides})
+
+
+def random_batch(config, batch=3, length=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, config.vocab_size, (batch, length), generator=g)
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    attention_mask[0, 12:] = 0
+    token_type_ids = (torch.arange(length) >= 7).long().expand(batch, -1).clone()
+    labels = torch.full((batch, length), -100)
+    labels[:, [2, 5, 9]] = input_ids[:, [2, 5, 9]]
+    return dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                labels=labels, next_sentence_label=torch.tensor([0, 1, 1]))
+
+
+def test_heads_shapes_tying_and_gather_trick():
+    config = small_config()
+    torch.manual_seed(0)
+    model = BertForPreTraining(config).eval()
+    batch = random_batch(config)
+    full = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    assert full.mlm_logits.shape == (3, 16, 120) and full.nsp_logits.shape == (3, 2) and full.loss is None
+    out = model(**batch)
+    selected = batch["labels"] != -100
+    assert out.mlm_logits.shape == (9, 120)
+    torch.testing.assert_close(out.mlm_logits, full.mlm_logits[selected])
+    torch.testing.assert_close(out.loss, out.mlm_loss + out.nsp_loss)
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    # An untrained model guesses uniformly: MLM loss ~ ln V, NSP loss ~ ln 2.
+    assert out.mlm_loss.item() == pytest.approx(torch.log(torch.tensor(120.0)).item(), abs=0.3)
+    assert out.nsp_loss.item() == pytest.approx(0.693, abs=0.1)
+
+
+def test_matches_transformers_bert_for_pretraining(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    ours = BertForPreTraining(config).eval()
+    with torch.no_grad():  # make the heads' biases nonzero, so that they are compared too
+        for parameter in ours.cls.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.BertForPreTraining.from_pretrained(tmp_path).eval()
+    batch = random_batch(config)
+    with torch.no_grad():
+        reference = theirs(**batch)
+        full = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        out = ours(**batch)
+    torch.testing.assert_close(full.mlm_logits, reference.prediction_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(full.nsp_logits, reference.seq_relationship_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.loss, reference.loss, rtol=1e-4, atol=1e-4)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = BertForPreTraining(small_config()).eval()
+    vocab = tmp_path / "source-vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n")
+    model.save_pretrained(tmp_path / "saved", vocab_file=vocab)
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
+    loaded = BertForPreTraining.from_pretrained(tmp_path / "saved")
+    assert loaded.cls.predictions.decoder.weight is loaded.bert.embeddings.word_embeddings.weight
+    batch = random_batch(model.config)
+    torch.testing.assert_close(loaded(**batch).loss, model(**batch).loss)
+    encoder = BertModel.from_pretrained(tmp_path / "saved")  # what chapter 5 starts from
+    torch.testing.assert_close(encoder(batch["input_ids"]).last_hidden_state,
+                               model.bert(batch["input_ids"]).last_hidden_state)
+    with pytest.raises(ValueError, match="BertForPreTraining"):
+        BertModel(model.config).save_pretrained(tmp_path / "encoder-only")
+        BertForPreTraining.from_pretrained(tmp_path / "encoder-only")
+
+
+def test_evaluation_metrics_on_a_tiny_model():
+    model = tiny_model().eval()
+    metrics = evaluate_pretraining(model, tiny_data(), batch_size=16)
+    assert set(metrics) == {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
+    assert metrics["mlm_loss"] == pytest.approx(torch.log(torch.tensor(60.0)).item(), abs=0.3)
+    assert 0.0 <= metrics["mlm_accuracy"] < 0.1 and 0.3 < metrics["nsp_accuracy"] < 0.7
+
+
+def test_fill_mask_returns_ranked_guesses(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "great", "bad", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(0)
+    model = BertForPreTraining(small_config(vocab_size=len(words)))
+    guesses = fill_mask(model, tokenizer, "the movie was [MASK] . [MASK]", top_k=3)
+    assert len(guesses) == 2 and all(len(g) == 3 for g in guesses)
+    probabilities = [p for _, p in guesses[0]]
+    assert probabilities == sorted(probabilities, reverse=True) and all(0 < p < 1 for p in probabilities)
+    assert all(token in words for token, _ in guesses[0])
+    with pytest.raises(ValueError, match=r"\[MASK\]"):
+        fill_mask(model, tokenizer, "no mask here")
+
+
+def test_quick_and_full_settings():
+    quick, full = pretraining_settings(quick=True), pretraining_settings(quick=False)
+    assert quick.model_config().hidden_size < full.model_config().hidden_size
+    assert quick.training.max_steps < full.training.max_steps
+    assert quick.max_seq_length <= quick.model_config().max_position_embeddings
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@pytest.mark.slow
+def test_pretrain_runs_end_to_end_on_imdb_text(tmp_path, imdb_archive):
+    """A miniature run of the real pipeline: IMDb train text -> pairs -> train -> save -> load."""
+    from dataclasses import replace
+
+    from bertedu.pretraining import pretrain
+
+    settings = pretraining_settings(quick=True)
+    settings = replace(settings, n_reviews=60, n_validation=10, hidden_size=32, intermediate_size=64,
+                       training=replace(settings.training, max_steps=4, batch_size=8, eval_every=2,
+                                        checkpoint_every=2, progress=False))
+    run = pretrain(settings, output_dir=tmp_path / "model", checkpoint_dir=tmp_path / "run")
+    assert [row["step"] for row in run.history.evals] == [0, 2, 4]
+    assert run.history.evals[0]["mlm_loss"] == pytest.approx(torch.log(torch.tensor(8000.0)).item(), abs=0.3)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
+    assert (tmp_path / "run" / "last.pt").is_file()
+    encoder = BertModel.from_pretrained(tmp_path / "model")
+    assert encoder.config.hidden_size == 32 and encoder.config.vocab_size == 8000
+
+
+def test_pretrained_small_bert_trains_only_when_missing(tmp_path, monkeypatch, capsys):
+    import bertedu.pretraining as pretraining
+
+    monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path))
+    calls = []
+
+    def fake_pretrain(settings, *, output_dir, **kwargs):
+        calls.append(settings)
+        output_dir.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors", "vocab.txt"):
+            (output_dir / name).write_text("{}")
+
+    monkeypatch.setattr(pretraining, "pretrain", fake_pretrain)
+    folder = pretraining.pretrained_small_bert()
+    assert folder == tmp_path / "checkpoints" / "ch4-pretrained"
+    assert len(calls) == 1 and calls[0].training.max_steps == pretraining_settings(quick=True).training.max_steps
+    assert "pre-training a small BERT now" in capsys.readouterr().out
+    assert pretraining.pretrained_small_bert() == folder and len(calls) == 1  # found: no second run
+
+
+def test_cli_rejects_bad_arguments():
+    import argparse
+
+    from bertedu.pretraining import configure_pretrain, run_pretrain
+
+    parser = argparse.ArgumentParser()
+    configure_pretrain(parser)
+    args = parser.parse_args(["--quick", "--max-steps", "0"])
+    with pytest.raises(ValueError, match="--max-steps"):
+        run_pretrain(args)
