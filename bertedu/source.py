@@ -15,6 +15,7 @@ from bertedu.paths import PACKAGE_DIR
 
 def render_source(obj: object) -> str:
     """The source of a function, class or module, headed by where it is defined."""
+    obj = inspect.unwrap(obj)  # type: ignore[arg-type]  # a decorator (torch.no_grad) must not hide the code
     source_file = Path(inspect.getsourcefile(obj)).resolve()  # type: ignore[arg-type]
     relative = source_file.relative_to(PACKAGE_DIR.parent).as_posix()
     # No line numbers in the header: editing an unrelated function above must not
