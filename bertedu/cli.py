@@ -52,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints "invalid choice" and exits 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+    except ModuleNotFoundError as error:
+        if error.name != COMMANDS[name][0]:
+            raise  # a missing dependency: let the real import error show
+        print(f"bertedu {name}: this release does not include {COMMANDS[name][0]} yet "
+              "(its chapter is still being written).", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog=f"bertedu {name}", description=COMMANDS[name][1])
     getattr(module, f"configure_{name}")(parser)
     args = parser.parse_args(rest)

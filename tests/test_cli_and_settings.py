@@ -108,3 +108,9 @@ def test_seed_everything_makes_runs_repeat():
         return torch.randn(3).tolist(), torch.randint(0, 100, (3,), generator=generator).tolist(), random.random()
 
     assert draw() == draw()
+
+
+def test_a_command_whose_chapter_is_missing_says_so(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "ghost", ("bertedu.ghost_chapter", "not written yet"))
+    assert cli.main(["ghost"]) == 2
+    assert "does not include bertedu.ghost_chapter yet" in capsys.readouterr().err
