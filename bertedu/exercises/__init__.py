@@ -31,6 +31,21 @@ def passed(name: str, n_cases: int) -> None:
     print(f"✓ {name}: {n_cases} of {n_cases} {'check' if n_cases == 1 else 'checks'} passed.")
 
 
+def call_learner(function: Callable, description: str, *args: Any) -> Any:
+    """Run the learner's function; if it crashes, say so and on which input.
+
+    ``NotImplementedError`` passes through: the checker turns it into a "not yet" note.
+    Runs under ``torch.no_grad()``: checkers compare values, never gradients.
+    """
+    try:
+        with torch.no_grad():
+            return function(*args)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # the learner's bug
+        fail(f"Your function raised {type(error).__name__}: {error}\n  on {description}.")
+
+
 def compare_tensors(got: Any, expected: torch.Tensor, what: str, atol: float = 1e-5) -> None:
     """Fail with the shape or the largest difference when ``got`` is not ``expected``."""
     if not isinstance(got, torch.Tensor):

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from bertedu.exercises import compare_tensors, fail, not_implemented, passed, print_solution
+from bertedu.exercises import call_learner, compare_tensors, fail, not_implemented, passed, print_solution
 
 # -- reference solutions ------------------------------------------------------------------
 
@@ -64,13 +64,8 @@ WORDS = ["unaffable", "a", "aaaa", "playing", "plays", "unplayable", "xyz", "pla
 
 
 def _call(function: Callable, *args):
-    try:
-        return function(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:  # the learner's bug: say on which input
-        shown = ", ".join(repr(a) if not isinstance(a, (set, dict)) else f"<vocab of {len(a)}>" for a in args)
-        fail(f"Your function raised {type(error).__name__}: {error}\n  on input ({shown}).")
+    shown = ", ".join(repr(a) if not isinstance(a, (set, dict)) else f"<vocab of {len(a)}>" for a in args)
+    return call_learner(function, f"input ({shown})", *args)
 
 
 def check_wordpiece(function: Callable[[str, set[str]], list[str]]) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from bertedu.exercises import ExerciseError, compare_tensors, fail, not_implemented, passed, print_solution
+from bertedu.exercises import ExerciseError, call_learner, compare_tensors, fail, not_implemented, passed, print_solution
 from bertedu.model import BertConfig, BertEmbeddings, BertLayer, count_for_config
 
 # -- reference solutions ------------------------------------------------------------------
@@ -69,23 +69,13 @@ def _tiny_modules() -> tuple[BertEmbeddings, BertLayer]:
     return embeddings, layer
 
 
-def _run(function: Callable, what: str, *args):
-    try:
-        with torch.no_grad():
-            return function(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        fail(f"Your function raised {type(error).__name__}: {error}\n  on {what}.")
-
-
 def check_embed(function: Callable) -> None:
     """Compare ``function(input_ids, token_type_ids, embeddings)`` with BertEmbeddings (eval)."""
     try:
         embeddings, _ = _tiny_modules()
         input_ids = torch.tensor([[2, 7, 9, 3, 0], [2, 11, 3, 12, 3]])
         token_type_ids = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]])
-        got = _run(function, "input_ids of shape (2, 5)", input_ids, token_type_ids, embeddings)
+        got = call_learner(function, "input_ids of shape (2, 5)", input_ids, token_type_ids, embeddings)
         with torch.no_grad():
             expected = embeddings(input_ids, token_type_ids)
             no_positions = embeddings.LayerNorm(embeddings.word_embeddings(input_ids)
@@ -112,7 +102,7 @@ def check_encoder_layer(function: Callable) -> None:
         g = torch.Generator().manual_seed(1)
         x = torch.randn(2, 6, TINY.hidden_size, generator=g)
         mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
-        got = _run(function, "x of shape (2, 6, 16) with padding", x, mask, layer)
+        got = call_learner(function, "x of shape (2, 6, 16) with padding", x, mask, layer)
         with torch.no_grad():
             expected, _ = layer(x, mask)
             a = layer.attention
@@ -137,7 +127,7 @@ def check_count_parameters(function: Callable) -> None:
                                                             intermediate_size=1536), "BERT-base": BertConfig()}
     try:
         for name, config in configs.items():
-            got = _run(function, f"the {name} config", config)
+            got = call_learner(function, f"the {name} config", config)
             if isinstance(got, (torch.Tensor, float)) or hasattr(got, "item"):
                 got = got.item() if hasattr(got, "item") else got
                 got = int(got) if float(got).is_integer() else got

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bertedu.exercises import ExerciseError, compare_tensors, fail, not_implemented, passed, print_solution
+from bertedu.exercises import ExerciseError, call_learner, compare_tensors, fail, not_implemented, passed, print_solution
 
 # -- reference solutions ------------------------------------------------------------------
 
@@ -55,15 +55,6 @@ def solution(name: str) -> None:
 # -- checkers -----------------------------------------------------------------------------
 
 
-def _call(function: Callable, description: str, *args):
-    try:
-        return function(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        fail(f"Your function raised {type(error).__name__}: {error}\n  on {description}.")
-
-
 def check_mlm_loss(function: Callable) -> None:
     """Compare ``function(logits, labels)`` with the cross-entropy over labelled positions."""
     try:
@@ -72,7 +63,7 @@ def check_mlm_loss(function: Callable) -> None:
         labels = torch.full((2, 6), -100)
         labels[0, 1], labels[0, 4], labels[1, 2] = 3, 7, 10
         description = "logits (2, 6, 11) with 3 labelled positions"
-        got = _call(function, description, logits.clone(), labels.clone())
+        got = call_learner(function, description, logits.clone(), labels.clone())
         expected = mlm_loss(logits, labels)
         if isinstance(got, torch.Tensor) and got.shape == () and not torch.allclose(got, expected, atol=1e-5):
             safe = labels.clamp(min=0)
@@ -94,7 +85,7 @@ def check_lr_schedule(function: Callable) -> None:
     try:
         cases = [(step, 4, 20, 1e-3) for step in range(20)] + [(0, 0, 10, 0.5), (9, 0, 10, 0.5)]
         for step, warmup, total, peak in cases:
-            got = _call(function, f"step={step}, warmup_steps={warmup}, total_steps={total}, peak_lr={peak}",
+            got = call_learner(function, f"step={step}, warmup_steps={warmup}, total_steps={total}, peak_lr={peak}",
                         step, warmup, total, peak)
             expected = lr_schedule(step, warmup, total, peak)
             if not isinstance(got, (int, float)) or abs(got - expected) > 1e-12 + 1e-9 * peak:
@@ -114,7 +105,7 @@ def check_word_starts(function: Callable) -> None:
     try:
         continuation = torch.tensor([[False, True, True, False, True, False],
                                      [False, False, True, False, False, True]])
-        got = _call(function, "continuation of shape (2, 6)", continuation.clone())
+        got = call_learner(function, "continuation of shape (2, 6)", continuation.clone())
         expected = word_starts(continuation)
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got.long(), expected):
             row = int((got.long() != expected).any(-1).nonzero()[0])
