@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bertedu.attention import MultiHeadSelfAttention
 from bertedu.classification import (
     BertForSequenceClassification,
     ClassifierInfo,
@@ -49,8 +50,9 @@ from bertedu.classification import (
     load_classifier,
     save_classifier,
 )
+from bertedu.model import BertConfig
 from bertedu.paths import checkpoints_dir
-from bertedu.settings import autocast, pick, quick_mode, select_device
+from bertedu.settings import autocast, mode_settings, pick, select_device
 from bertedu.training import TrainingConfig, TrainingHistory, train
 
 MODEL_NAME = "ch5-sentiment"  # checkpoints_dir(MODEL_NAME): where `bertedu finetune` saves
@@ -341,6 +343,9 @@ class FinetuneSettings:
     weight_decay: float = 0.01
     eval_batch_size: int = 64
     seed: int = 0
+    # None keeps the checkpoint's rate (0.1 in BERT). On a CPU, dropping out the (B, nh, T, T)
+    # attention probabilities costs as much as the rest of a training step: see finetune_settings.
+    attention_dropout: float | None = None
 
     def training_config(self, progress: bool = True) -> TrainingConfig:
         """The loop's settings: one item of the training data is one bucketed batch."""
@@ -351,16 +356,17 @@ class FinetuneSettings:
         )
 
 
-def finetune_settings(quick: bool | None = None) -> FinetuneSettings:
+@mode_settings
+def finetune_settings() -> FinetuneSettings:
     """The chapter's settings for the current mode (``BERTEDU_QUICK``), or the one asked for.
 
     Quick: 2,000 reviews, 256 tokens, 2 epochs, learning rate 1e-4 (a 6-layer model takes a
-    larger rate than BERT-base's 2e-5 to 5e-5), fits a 2-core CPU. Full: every train
+    larger rate than BERT-base's 2e-5 to 5e-5), fits a 2-core CPU. Quick mode also turns
+    attention dropout off: drawing a random mask for every one of the B x nh x T x T attention
+    probabilities made each CPU training step twice as slow (``benchmarks/finetune_step.txt``),
+    and two epochs leave little overfitting for it to prevent. Full: every train
     review (1,000 of them for validation), 512 tokens, the paper's head 128 + tail 382.
     """
-    if quick is not None:
-        with quick_mode(quick):
-            return finetune_settings()
     return FinetuneSettings(
         n_train=pick(quick=2_000, full=24_000),
         n_validation=pick(quick=200, full=1_000),
@@ -370,7 +376,31 @@ def finetune_settings(quick: bool | None = None) -> FinetuneSettings:
         epochs=pick(quick=2, full=3),
         batch_size=pick(quick=16, full=32),
         eval_batch_size=pick(quick=64, full=256),
+        attention_dropout=pick(quick=0.0, full=None),
     )
+
+
+def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int) -> FinetuneSettings:
+    """``settings`` adapted to chapter 4's small BERT (2 layers, hidden 128, 128 positions).
+
+    Truncation shrinks to the model's positions, keeping the head:tail split. A model this
+    small and this lightly pre-trained needs more steps and a larger rate than a real
+    checkpoint: 4 epochs at 3e-4 won a validation sweep over epochs {2, 4} x rate
+    {3e-4, 1e-3, 3e-3}, for the random and the pre-trained model alike
+    (``benchmarks/small_bert_sweep.txt``).
+    """
+    return replace(settings, truncation=settings.truncation.fit(max_position_embeddings),
+                   learning_rate=3e-4, epochs=4)
+
+
+def set_attention_dropout(model: BertForSequenceClassification, p: float) -> None:
+    """Set the dropout rate on the attention probabilities of every layer, and in the config."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"attention dropout must be in [0, 1), got {p}.")
+    for module in model.modules():
+        if isinstance(module, MultiHeadSelfAttention):
+            module.dropout.p = p
+    model.config.attention_probs_dropout_prob = p
 
 
 def finetune(model: BertForSequenceClassification, train_examples: Sequence[Example],
@@ -383,6 +413,8 @@ def finetune(model: BertForSequenceClassification, train_examples: Sequence[Exam
     pieces: bucketed batches, their collate function and a validation accuracy. With a
     ``checkpoint_dir``, each epoch ends with a checkpoint there and an interrupted run resumes.
     """
+    if settings.attention_dropout is not None:
+        set_attention_dropout(model, settings.attention_dropout)
     batches = LengthBucketedBatches(train_examples, settings.batch_size, seed=settings.seed)
     per_epoch = len(batches)  # evaluate (and, with a checkpoint_dir, save a resumable state) once per epoch
     config = replace(settings.training_config(progress), eval_every=per_epoch,
@@ -632,13 +664,15 @@ def run_finetune(args: argparse.Namespace) -> int:
     from bertedu.settings import describe_run, mode_name, seed_everything
     from bertedu.tokenization import find_vocab, load_fast_tokenizer
 
+    checkpoint = resolve_checkpoint(args.checkpoint)
     settings = finetune_settings()
+    if args.checkpoint == "small":
+        settings = small_bert_settings(settings, BertConfig.from_pretrained(checkpoint).max_position_embeddings)
     for name, value in (("epochs", args.epochs), ("n_train", args.n_train), ("learning_rate", args.learning_rate)):
         if value is not None:
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive; got {value}.")
             settings = replace(settings, **{name: value})
-    checkpoint = resolve_checkpoint(args.checkpoint)
     output = args.output or checkpoints_dir(MODEL_NAME)
     run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name()}")
     description = {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}

@@ -44,7 +44,7 @@ from bertedu.pretraining_data import (  # noqa: F401  (mask_tokens is part of th
     mask_tokens,
     split_sentences,
 )
-from bertedu.settings import pick, quick_mode
+from bertedu.settings import mode_settings, pick
 from bertedu.training import TrainingConfig, TrainingHistory, init_distributed, train
 
 PRETRAINED_NAME = "ch4-pretrained"  # chapter 5 looks here
@@ -246,11 +246,9 @@ class PretrainingSettings:
                           intermediate_size=self.intermediate_size, max_position_embeddings=self.max_seq_length)
 
 
-def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
+@mode_settings
+def pretraining_settings() -> PretrainingSettings:
     """The chapter's settings for the current mode (``BERTEDU_QUICK``), or the one asked for."""
-    if quick is not None:
-        with quick_mode(quick):
-            return pretraining_settings()
     return PretrainingSettings(
         n_reviews=pick(quick=3_000, full=24_000),
         n_validation=pick(quick=300, full=1_000),

@@ -12,9 +12,10 @@ flags ``--quick`` / ``--full`` set the same variable for the notebooks they run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
-from typing import Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -113,3 +114,17 @@ def quick_mode(quick: bool) -> Iterator[None]:
             os.environ.pop(QUICK_ENV, None)
         else:
             os.environ[QUICK_ENV] = old
+
+
+def mode_settings(make_settings: Callable[[], T]) -> Callable[..., T]:
+    """Decorate a chapter's settings function (written with ``pick``) so that it also takes
+    ``quick=True`` or ``quick=False``: the settings of that mode rather than the current one."""
+
+    @functools.wraps(make_settings)
+    def settings_for(quick: bool | None = None) -> T:
+        if quick is None:
+            return make_settings()
+        with quick_mode(quick):
+            return make_settings()
+
+    return settings_for

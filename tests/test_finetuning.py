@@ -24,6 +24,8 @@ from bertedu.finetuning import (
     pad_collate,
     padding_fraction,
     predict_proba,
+    set_attention_dropout,
+    small_bert_settings,
     truncate_head_tail,
     word_pieces,
 )
@@ -194,10 +196,48 @@ def test_finetune_learns_a_synthetic_task_with_the_chapter4_loop():
 
 
 def test_quick_and_full_settings():
+    from bertedu.settings import is_quick
+
+    mode_before = is_quick()
     quick, full = finetune_settings(quick=True), finetune_settings(quick=False)
+    assert is_quick() == mode_before  # asking for a mode's settings does not switch mode
     assert (quick.n_test, full.n_test) == (1_000, 25_000)
     assert full.n_train + full.n_validation == 25_000  # every train review is used
     assert full.truncation == Truncation(512, 128)  # Sun et al.'s head 128 + tail 382
+    assert (quick.attention_dropout, full.attention_dropout) == (0.0, None)  # None: the checkpoint's 0.1
+
+
+def test_small_bert_settings_fit_its_positions_and_keep_the_rest():
+    quick = finetune_settings(quick=True)
+    small = small_bert_settings(quick, max_position_embeddings=128)
+    assert small.truncation == Truncation(128, 32)  # the same quarter from the head
+    assert (small.epochs, small.learning_rate) == (4, 3e-4)
+    assert (small.n_train, small.n_test, small.batch_size) == (quick.n_train, quick.n_test, quick.batch_size)
+
+
+def test_attention_dropout_switch_reaches_every_layer_and_only_attention():
+    """With hidden dropout off, a model in train mode is deterministic exactly when attention dropout is 0."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(**{**TINY, "hidden_dropout_prob": 0.0}), 2)
+    input_ids = torch.randint(5, TINY["vocab_size"], (2, 12))
+    model.eval()
+    expected = model(input_ids).logits
+    model.train()
+    assert not torch.allclose(model(input_ids).logits, expected)  # attention dropout 0.1 is at work
+    set_attention_dropout(model, 0.0)
+    torch.testing.assert_close(model(input_ids).logits, expected)
+    assert model.config.attention_probs_dropout_prob == 0.0  # a saved config tells how it was trained
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        set_attention_dropout(model, 1.0)
+
+
+def test_finetune_applies_the_settings_attention_dropout():
+    model = tiny_model()
+    settings = FinetuneSettings(n_train=8, n_validation=4, n_test=0, truncation=Truncation(64, 16),
+                                learning_rate=1e-3, epochs=1, batch_size=4, attention_dropout=0.0)
+    finetune(model, examples_of_lengths([5, 9, 12, 7, 6, 8, 10, 11]), examples_of_lengths([5, 6, 7, 8]), settings,
+             device=torch.device("cpu"), progress=False)
+    assert all(layer.attention.self.dropout.p == 0.0 for layer in model.bert.encoder.layer)
 
 
 # -- analysis ----------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def check_lr_schedule(function: Callable) -> None:
         cases = [(step, 4, 20, 1e-3) for step in range(20)] + [(0, 0, 10, 0.5), (9, 0, 10, 0.5)]
         for step, warmup, total, peak in cases:
             got = call_learner(function, f"step={step}, warmup_steps={warmup}, total_steps={total}, peak_lr={peak}",
-                        step, warmup, total, peak)
+                               step, warmup, total, peak)
             expected = lr_schedule(step, warmup, total, peak)
             if not isinstance(got, (int, float)) or abs(got - expected) > 1e-12 + 1e-9 * peak:
                 phase = "warm-up" if step < warmup else "decay"

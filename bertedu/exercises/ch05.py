@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from bertedu.exercises import ExerciseError, compare_tensors, fail, not_implemented, passed, print_solution
+from bertedu.exercises import ExerciseError, call_learner, compare_tensors, fail, not_implemented, passed, print_solution
 
 # -- reference solutions ------------------------------------------------------------------
 
@@ -55,16 +55,6 @@ def solution(name: str) -> None:
 # -- checkers -----------------------------------------------------------------------------
 
 
-def _run(function: Callable, what: str, *args):
-    try:
-        with torch.no_grad():
-            return function(*args)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        fail(f"Your function raised {type(error).__name__}: {error}\n  on {what}.")
-
-
 def check_truncate_head_tail(function: Callable) -> None:
     """Compare ``function(pieces, body, head_tokens)`` with the reference on several cases."""
     cases = [(20, 8, 3), (20, 8, 0), (20, 8, 8), (8, 8, 3), (5, 8, 3), (1000, 254, 64)]
@@ -72,7 +62,7 @@ def check_truncate_head_tail(function: Callable) -> None:
         for n, body, head in cases:
             pieces = list(range(100, 100 + n))
             what = f"a list of {n} pieces, body={body}, head_tokens={head}"
-            got = _run(function, what, list(pieces), body, head)
+            got = call_learner(function, what, list(pieces), body, head)
             expected = truncate_head_tail(pieces, body, head)
             if got is not None and not isinstance(got, list):
                 got = list(got)
@@ -81,12 +71,12 @@ def check_truncate_head_tail(function: Callable) -> None:
             hint = ""
             if got == pieces[:body]:
                 hint = "that is head-only truncation: keep the last body - head_tokens pieces too."
+            elif head == body and got == pieces[:head] + pieces:
+                hint = "with no tail to keep (head_tokens = body), pieces[-0:] is the whole list, not an empty one."
             elif isinstance(got, list) and n > body and len(got) != body:
                 hint = f"a truncated list must hold exactly body = {body} pieces; yours has {len(got)}."
             elif n <= body and got != pieces:
                 hint = "a list that already fits must be returned unchanged."
-            elif head == 0 and got == pieces[:0] + pieces:
-                hint = "with head_tokens = 0, pieces[-0:] is the whole list, not an empty one."
             fail(f"On {what}: got {got if len(str(got)) < 120 else str(got)[:120] + '...'}, expected "
                  f"{expected if len(str(expected)) < 120 else str(expected)[:120] + '...'}."
                  + (f"\n  Hint: {hint}" if hint else ""))
@@ -108,7 +98,7 @@ def check_macro_f1(function: Callable) -> None:
     }
     try:
         for what, (y, p) in cases.items():
-            got = _run(function, what, list(y), list(p))
+            got = call_learner(function, what, list(y), list(p))
             expected = macro_f1(y, p)
             if isinstance(got, (int, float)) and abs(float(got) - expected) < 1e-9:
                 continue
@@ -135,7 +125,7 @@ def check_mean_pool(function: Callable) -> None:
     hidden = torch.randn(3, 6, 8, generator=g)
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]])
     try:
-        got = _run(function, "last_hidden_state (3, 6, 8) with padding", hidden.clone(), mask.clone())
+        got = call_learner(function, "last_hidden_state (3, 6, 8) with padding", hidden.clone(), mask.clone())
         expected = mean_pool(hidden, mask)
         try:
             compare_tensors(got, expected, "mean_pool output (3, 8)")

@@ -1,0 +1,66 @@
+"""Which epochs and learning rate for chapter 4's small BERT in chapter 5? A validation sweep.
+
+Fine-tunes the small BERT (2 layers, hidden 128, 128 positions) from random weights and from
+chapter 4's pre-training, on chapter 5's quick-mode splits (2,000 train, 200 validation reviews),
+for every pair of epochs {2, 4} x peak learning rate {3e-4, 1e-3, 3e-3}. The choice goes by
+**validation** accuracy; test accuracy (1,000 reviews) is printed only to show how noisy such
+small runs are. `bertedu.finetuning.small_bert_settings` holds the winner.
+
+    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py
+
+The output of a run is stored next to this file (small_bert_sweep.txt).
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    from bertedu.classification import BertForSequenceClassification
+    from bertedu.data import load_imdb, train_validation_split
+    from bertedu.finetuning import encode_reviews, finetune, finetune_settings, predict_proba
+    from bertedu.model import BertConfig
+    from bertedu.pretraining import pretrained_small_bert
+    from bertedu.settings import seed_everything
+    from bertedu.tokenization import load_fast_tokenizer
+
+    settings = finetune_settings(quick=True)
+    reviews = load_imdb("train", n=settings.n_train + settings.n_validation, seed=settings.seed)
+    train_reviews, validation_reviews = train_validation_split(reviews, settings.n_validation, seed=settings.seed)
+    test_reviews = load_imdb("test", n=settings.n_test, seed=settings.seed)
+    folder = pretrained_small_bert()
+    tokenizer = load_fast_tokenizer(folder)
+    config = BertConfig.from_pretrained(folder)
+    truncation = settings.truncation.fit(config.max_position_embeddings)
+    train_set, validation_set, test_set = (encode_reviews(tokenizer, split.texts, split.labels, truncation)
+                                           for split in (train_reviews, validation_reviews, test_reviews))
+    print(f"small BERT from {folder.name}: {truncation.describe()}; quick-mode settings otherwise "
+          f"(batch {settings.batch_size}, attention dropout {settings.attention_dropout})")
+    print(f"{'weights':11s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
+    best: dict[str, tuple[float, int, float]] = {}
+    for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), ("random", "pretrained")):
+        run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs)
+        seed_everything(run.seed)
+        model = (BertForSequenceClassification(config, num_labels=2) if weights == "random"
+                 else BertForSequenceClassification.from_pretrained(folder, num_labels=2))
+        started = time.perf_counter()
+        history = finetune(model, train_set, validation_set, run, pad_id=tokenizer.pad_token_id,
+                           device=torch.device("cpu"), progress=False)
+        probabilities = predict_proba(model, test_set, run.eval_batch_size, tokenizer.pad_token_id)
+        test_accuracy = float((probabilities.argmax(1) == np.array(test_reviews.labels)).mean())
+        validation_accuracy = history.best["accuracy"]
+        print(f"{weights:11s} {epochs:6d} {rate:7.0e} {validation_accuracy:10.1%} {test_accuracy:6.1%} "
+              f"{time.perf_counter() - started:7.0f}", flush=True)
+        if validation_accuracy > best.get(weights, (-1.0,))[0]:
+            best[weights] = (validation_accuracy, epochs, rate)
+    for weights, (validation_accuracy, epochs, rate) in best.items():
+        print(f"best on validation, {weights}: {epochs} epochs, lr {rate:g} ({validation_accuracy:.1%})")
+
+
+if __name__ == "__main__":
+    main()
