@@ -15,19 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import torch
-
-
-def best_seconds(function, repeats: int) -> float:
-    function()  # warm-up: allocations, kernel choice
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_seconds  # benchmarks/timing.py, beside this script
 
 
 def main() -> None:
@@ -63,12 +53,12 @@ def main() -> None:
     print(f"all-MiniLM-L6-v2, batch {args.batch} x {args.length} tokens, best of {args.repeats} | "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads | torch {torch.__version__}")
-    print(f"{'eval forward (no grad)':52s} {best_seconds(eval_forward, args.repeats):6.2f} s")
+    print(f"{'eval forward (no grad)':52s} {best_seconds(eval_forward, args.repeats, warm_up=True):6.2f} s")
     for bf16 in (False, True):
         for dropout in (0.1, 0.0):
             set_attention_dropout(model, dropout)
             name = f"training step, attention dropout {dropout}, {'bf16 autocast' if bf16 else 'float32'}"
-            print(f"{name:52s} {best_seconds(lambda: training_step(bf16), args.repeats):6.2f} s")
+            print(f"{name:52s} {best_seconds(lambda: training_step(bf16), args.repeats, warm_up=True):6.2f} s")
 
 
 if __name__ == "__main__":

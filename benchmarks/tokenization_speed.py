@@ -14,18 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import torch
-
-
-def best_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_seconds  # benchmarks/timing.py, beside this script
 
 
 def main() -> None:
