@@ -198,3 +198,33 @@ def test_finetune_command_saves_a_model_that_predict_uses(tmp_path, capsys, imdb
     # The run folder resumes only the same run: other settings are refused, --fresh starts over.
     code = cli.main(["finetune", "--checkpoint", str(start), "--n-train", "32", "--epochs", "1", "--no-progress"])
     assert code == 2 and "other settings" in capsys.readouterr().err
+
+
+def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_archive, monkeypatch):
+    """`--checkpoint small` trains with `small_bert_settings` (fitted truncation, its epochs and
+    rate); explicit flags still win. Training itself is replaced: only the settings are checked."""
+    import bertedu.finetuning as finetuning
+
+    monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
+    start = tmp_path / "small"
+    BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=128)).save_pretrained(start)
+    write_vocab(start)
+    monkeypatch.setattr(finetuning, "resolve_checkpoint", lambda name: start)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_finetune(model, train_examples, validation_examples, settings, **kwargs):
+        seen.append(settings)
+        raise Stop
+
+    monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    for extra in ([], ["--epochs", "1"]):
+        with pytest.raises(Stop):
+            cli.main(["finetune", "--quick", "--checkpoint", "small", "--n-train", "16", "--fresh", *extra])
+    expected = finetuning.small_bert_settings(finetuning.finetune_settings(quick=True), 128)
+    assert (seen[0].truncation, seen[0].epochs, seen[0].learning_rate) == (
+        expected.truncation, expected.epochs, expected.learning_rate)
+    assert seen[1].epochs == 1 and seen[1].learning_rate == expected.learning_rate
