@@ -80,6 +80,9 @@ def test_notebook_is_committed_executed_small_and_clean(notebook):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c.get("execution_count") for c in code), f"{notebook.name}: store outputs of a full quick run"
     assert any("describe_run(" in "".join(c["source"]) for c in code), f"{notebook.name}: call describe_run()"
+    ids = [c.get("id") for c in nb["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), (
+        f"{notebook.name}: every cell needs its own id (nbformat 4.5); run nbformat.validator.normalize")
     for cell in code:
         assert not set(cell.get("metadata", {})) & set(VOLATILE_CELL_METADATA), (
             f"{notebook.name}: volatile metadata; re-run with `bertedu course --in-place`")
