@@ -104,7 +104,7 @@ def describe_run(device: torch.device | None = None) -> str:
 
 @contextlib.contextmanager
 def quick_mode(quick: bool) -> Iterator[None]:
-    """Temporarily switch mode (used by tests)."""
+    """Temporarily switch mode (for tests and ``mode_settings``)."""
     old = os.environ.get(QUICK_ENV)
     set_mode(quick)
     try:
