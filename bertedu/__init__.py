@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     # chapter 3: the encoder
     "BertConfig": "bertedu.model",
     "BertModel": "bertedu.model",
-    "BertOutput": "bertedu.model",
+    "BaseModelOutputWithPooling": "bertedu.model",
     "init_bert_weights": "bertedu.model",
     "default_checkpoint": "bertedu.checkpoint",
     # chapter 4: pre-training

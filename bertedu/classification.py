@@ -38,13 +38,12 @@ from bertedu.checkpoint import (
     CONFIG_NAME,
     SAFETENSORS_NAME,
     VOCAB_NAME,
-    atomic_write,
     checkpoint_folder,
     read_config_dict,
     read_state_dict,
-    save_json,
     save_state_dict,
 )
+from bertedu.files import atomic_write, write_json
 from bertedu.model import BertConfig, BertModel, encoder_weights, init_bert_weights
 
 CLASSIFIER_NAME = "classifier.json"
@@ -153,7 +152,7 @@ class BertForSequenceClassification(nn.Module):
             "id2label": {str(i): name for i, name in enumerate(names)},
             "label2id": {name: i for i, name in enumerate(names)},
         }
-        save_json(config, folder / CONFIG_NAME)
+        write_json(folder / CONFIG_NAME, config)
         save_state_dict(self.state_dict(), folder / SAFETENSORS_NAME)
         return folder
 
@@ -194,7 +193,7 @@ def save_classifier(model: BertForSequenceClassification, folder: str | os.PathL
     model.save_pretrained(folder, info.labels)
     if Path(vocab_file).resolve() != (folder / VOCAB_NAME).resolve():
         atomic_write(folder / VOCAB_NAME, lambda tmp: shutil.copyfile(vocab_file, tmp))
-    save_json(asdict(info), folder / CLASSIFIER_NAME)
+    write_json(folder / CLASSIFIER_NAME, asdict(info))
     return folder
 
 

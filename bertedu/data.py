@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
+from bertedu.files import atomic_write
 from bertedu.paths import data_dir
 
 ARCHIVE_ENV = "BERTEDU_IMDB_ARCHIVE"
@@ -257,23 +258,6 @@ def _write_cache(path: Path, payload: dict) -> None:
             json.dump({"version": CACHE_VERSION, **payload}, f)
 
     atomic_write(path, write)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
-
-    A crash or Ctrl-C leaves either the old file or the new one, never half a file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; data and checkpoints are not
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fingerprint(source: Path) -> str:

@@ -50,6 +50,7 @@ from bertedu.classification import (
     load_classifier,
     save_classifier,
 )
+from bertedu.files import write_json
 from bertedu.model import BertConfig
 from bertedu.paths import checkpoints_dir
 from bertedu.settings import autocast, mode_settings, pick, select_device
@@ -656,7 +657,7 @@ def prepare_run_dir(run_dir: Path, description: dict[str, Any], fresh: bool) -> 
         raise ValueError(f"{run_dir} holds a fine-tuning run with other settings (see {stored}). "
                          f"Add --fresh to start over, or pass another --run-dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps(description, indent=1, sort_keys=True), encoding="utf-8")
+    write_json(stored, description)
 
 
 def run_finetune(args: argparse.Namespace) -> int:

@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertedu.attention import MultiHeadSelfAttention
+from bertedu.files import write_json
 from bertedu.checkpoint import (
     CONFIG_NAME,
     SAFETENSORS_NAME,
     checkpoint_folder,
     read_config_dict,
     read_state_dict,
-    save_json,
     save_state_dict,
 )
 
@@ -122,7 +122,7 @@ class BertConfig:
         return {**dataclasses.asdict(self), "model_type": "bert", "architectures": ["BertModel"]}
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        save_json(self.to_dict(), Path(path) / CONFIG_NAME)
+        write_json(Path(path) / CONFIG_NAME, self.to_dict())
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class BertAttention(nn.Module):
         return self.output(context, hidden_states), probs
 
 
-class Intermediate(nn.Module):
+class BertIntermediate(nn.Module):
     """The first half of the feed-forward block: widen to I features, then GELU."""
 
     def __init__(self, config: BertConfig) -> None:
@@ -219,7 +219,7 @@ class BertLayer(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.attention = BertAttention(config)
-        self.intermediate = Intermediate(config)  # W_1 and GELU
+        self.intermediate = BertIntermediate(config)  # W_1 and GELU
         self.output = AddNorm(config.intermediate_size, config)  # W_2, residual, LayerNorm
 
     def forward(
@@ -236,6 +236,18 @@ class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self, hidden_states: Tensor, attention_mask: Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor | None, ...]]:
+        """``(B, T, H)`` -> every layer's input and the last output, ``L + 1`` tensors
+        ``(B, T, H)``, and each layer's attention probabilities ``(B, nh, T, T)`` (or None)."""
+        all_hidden, all_attentions = [hidden_states], []
+        for layer in self.layer:
+            hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)  # (B, T, H)
+            all_hidden.append(hidden_states)
+            all_attentions.append(probs)  # (B, nh, T, T) or None
+        return tuple(all_hidden), tuple(all_attentions)
 
 
 class BertPooler(nn.Module):
@@ -254,7 +266,7 @@ class BertPooler(nn.Module):
 
 
 @dataclass
-class BertOutput:
+class BaseModelOutputWithPooling:
     """What ``BertModel`` returns (the names ``transformers`` uses).
 
     last_hidden_state: ``(B, T, H)``, one vector per token after the last layer.
@@ -318,7 +330,7 @@ class BertModel(nn.Module):
         token_type_ids: Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> BertOutput:
+    ) -> BaseModelOutputWithPooling:
         """
         Args:
             input_ids: ``(B, T)`` token ids, ``T <= max_position_embeddings``.
@@ -331,17 +343,14 @@ class BertModel(nn.Module):
         self.check_inputs(input_ids, attention_mask, token_type_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        hidden = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
-        all_hidden, all_attentions = [hidden], []
-        for layer in self.encoder.layer:
-            hidden, probs = layer(hidden, attention_mask, output_attentions)  # (B, T, H)
-            all_hidden.append(hidden)
-            all_attentions.append(probs)  # (B, nh, T, T) or None
-        return BertOutput(
+        embedded = self.embeddings(input_ids, token_type_ids)  # (B, T, H)
+        all_hidden, all_attentions = self.encoder(embedded, attention_mask, output_attentions)
+        hidden = all_hidden[-1]  # (B, T, H)
+        return BaseModelOutputWithPooling(
             last_hidden_state=hidden,
             pooler_output=self.pooler(hidden),  # (B, H)
-            attentions=tuple(all_attentions) if output_attentions else None,
-            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=all_attentions if output_attentions else None,
+            hidden_states=all_hidden if output_hidden_states else None,
         )
 
     def check_inputs(
@@ -509,9 +518,9 @@ __all__ = [
     "BertEncoder",
     "BertLayer",
     "BertModel",
-    "BertOutput",
+    "BaseModelOutputWithPooling",
     "BertPooler",
-    "Intermediate",
+    "BertIntermediate",
     "count_for_config",
     "encoder_weights",
     "init_bert_weights",

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertedu.checkpoint import CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME, read_state_dict, save_json, save_state_dict
+from bertedu.checkpoint import CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME, read_state_dict, save_state_dict
+from bertedu.files import atomic_write, write_json
 from bertedu.model import ACTIVATIONS, BertConfig, BertModel, init_bert_weights
 from bertedu.paths import checkpoints_dir
 from bertedu.pretraining_data import (  # noqa: F401  (mask_tokens is part of this module's API)
@@ -95,21 +96,23 @@ class BertPreTrainingHeads(nn.Module):
 
 
 @dataclass
-class PreTrainingOutput:
+class BertForPreTrainingOutput:
     """What ``BertForPreTraining`` returns.
 
     loss: mlm_loss + nsp_loss (whichever labels were given), a scalar, or None.
-    mlm_logits: ``(B, T, V)`` without MLM labels; with them only the N selected positions
-        are scored, ``(N, V)`` in row-major order (the original BERT's gather trick: the
-        other 85% of positions would cost most of the head's compute for nothing).
-    nsp_logits: ``(B, 2)``, index 0 = IsNext, 1 = NotNext.
+    mlm_loss, nsp_loss: the two parts of ``loss`` (None without their labels).
+    prediction_logits: the MLM scores, ``(B, T, V)`` without MLM labels; with them only the
+        N selected positions are scored, ``(N, V)`` in row-major order (the original BERT's
+        gather trick: the other 85% of positions would cost most of the head's compute for
+        nothing).
+    seq_relationship_logits: the NSP scores ``(B, 2)``, index 0 = IsNext, 1 = NotNext.
     """
 
     loss: Tensor | None
     mlm_loss: Tensor | None
     nsp_loss: Tensor | None
-    mlm_logits: Tensor
-    nsp_logits: Tensor
+    prediction_logits: Tensor
+    seq_relationship_logits: Tensor
 
 
 class BertForPreTraining(nn.Module):
@@ -134,7 +137,7 @@ class BertForPreTraining(nn.Module):
         token_type_ids: Tensor | None = None,
         labels: Tensor | None = None,
         next_sentence_label: Tensor | None = None,
-    ) -> PreTrainingOutput:
+    ) -> BertForPreTrainingOutput:
         """
         Args:
             input_ids, attention_mask, token_type_ids: ``(B, T)``, as for ``BertModel``.
@@ -154,7 +157,7 @@ class BertForPreTraining(nn.Module):
         if next_sentence_label is not None:
             nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
         losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
-        return PreTrainingOutput(sum(losses) if losses else None, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
+        return BertForPreTrainingOutput(sum(losses) if losses else None, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
 
     def save_pretrained(self, path: str | os.PathLike, vocab_file: str | os.PathLike | None = None) -> Path:
         """Write config.json, model.safetensors (and vocab.txt) in the Hugging Face layout.
@@ -164,11 +167,9 @@ class BertForPreTraining(nn.Module):
         """
         folder = Path(path)
         if vocab_file is not None:
-            folder.mkdir(parents=True, exist_ok=True)
             if Path(vocab_file).resolve() != (folder / VOCAB_NAME).resolve():
-                shutil.copyfile(vocab_file, folder / f".{VOCAB_NAME}.tmp")
-                os.replace(folder / f".{VOCAB_NAME}.tmp", folder / VOCAB_NAME)
-        save_json({**self.config.to_dict(), "architectures": ["BertForPreTraining"]}, folder / CONFIG_NAME)
+                atomic_write(folder / VOCAB_NAME, lambda tmp: shutil.copyfile(vocab_file, tmp))
+        write_json(folder / CONFIG_NAME, {**self.config.to_dict(), "architectures": ["BertForPreTraining"]})
         state = {k: v for k, v in self.state_dict().items() if k != "cls.predictions.decoder.weight"}
         save_state_dict(state, folder / SAFETENSORS_NAME)
         return folder
@@ -303,12 +304,12 @@ def evaluate_pretraining(model: BertForPreTraining, dataset: PretrainingDataset,
             batch = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
             out = model(**batch)
             targets = batch["labels"][batch["labels"] != IGNORE_INDEX]  # (N,)
-            totals["mlm_loss"] += F.cross_entropy(out.mlm_logits.float(), targets, reduction="sum").item()
-            totals["mlm_correct"] += (out.mlm_logits.argmax(-1) == targets).sum().item()
+            totals["mlm_loss"] += F.cross_entropy(out.prediction_logits.float(), targets, reduction="sum").item()
+            totals["mlm_correct"] += (out.prediction_logits.argmax(-1) == targets).sum().item()
             totals["mlm_count"] += len(targets)
             nsp_targets = batch["next_sentence_label"]
-            totals["nsp_loss"] += F.cross_entropy(out.nsp_logits.float(), nsp_targets, reduction="sum").item()
-            totals["nsp_correct"] += (out.nsp_logits.argmax(-1) == nsp_targets).sum().item()
+            totals["nsp_loss"] += F.cross_entropy(out.seq_relationship_logits.float(), nsp_targets, reduction="sum").item()
+            totals["nsp_correct"] += (out.seq_relationship_logits.argmax(-1) == nsp_targets).sum().item()
             totals["nsp_count"] += len(nsp_targets)
     return {
         "mlm_loss": totals["mlm_loss"] / max(1, totals["mlm_count"]),
@@ -328,7 +329,7 @@ def fill_mask(model: BertForPreTraining, tokenizer: Any, text: str, top_k: int =
     model.eval()
     with torch.no_grad():
         logits = model(encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device),
-                       token_type_ids=encoded["token_type_ids"].to(device)).mlm_logits[0]  # (T, V)
+                       token_type_ids=encoded["token_type_ids"].to(device)).prediction_logits[0]  # (T, V)
     model.train(was_training)
     guesses = []
     for position in (encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten().tolist():

@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from bertedu.checkpoint import VOCAB_NAME, atomic_write
+from bertedu.checkpoint import VOCAB_NAME
+from bertedu.files import write_text
 from bertedu.paths import data_dir
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -377,7 +378,7 @@ def train_wordpiece_vocab(texts: Iterable[str], vocab_size: int, output_dir: str
     learned = sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS))
     path = Path(output_dir) / VOCAB_NAME
     text = "".join(f"{token}\n" for token in [*SPECIAL_TOKENS, *learned])
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text(path, text)
     return path
 
 

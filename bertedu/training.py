@@ -61,7 +61,6 @@ progress bar; the logged loss is the mean over processes.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +75,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
+from bertedu.files import atomic_write, write_json
 from bertedu.settings import autocast, select_device
 
 CHECKPOINT_NAME = "last.pt"
@@ -236,33 +236,8 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
-
-    A rename within one file system is atomic, so a crash mid-write leaves the previous
-    checkpoint intact instead of a truncated file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` through the one atomic writer (``bertedu.files``)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_weights(model: nn.Module, checkpoint: Path) -> dict[str, Any]:
@@ -388,7 +363,7 @@ def train(
                          "history": history.to_dict(), "config": asdict(config),
                          "global_batch": global_batch, "world_size": world_size},
                         checkpoint_dir / CHECKPOINT_NAME)
-            atomic_write_text(json.dumps(history.to_dict(), indent=1), checkpoint_dir / HISTORY_NAME)
+            write_json(checkpoint_dir / HISTORY_NAME, history.to_dict())
         _barrier()
 
     best_in_memory: dict[str, torch.Tensor] | None = None  # best weights when there is no folder

@@ -132,11 +132,11 @@ def test_heads_shapes_tying_and_gather_trick():
     model = BertForPreTraining(config).eval()
     batch = random_batch(config)
     full = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    assert full.mlm_logits.shape == (3, 16, 120) and full.nsp_logits.shape == (3, 2) and full.loss is None
+    assert full.prediction_logits.shape == (3, 16, 120) and full.seq_relationship_logits.shape == (3, 2) and full.loss is None
     out = model(**batch)
     selected = batch["labels"] != -100
-    assert out.mlm_logits.shape == (9, 120)
-    torch.testing.assert_close(out.mlm_logits, full.mlm_logits[selected])
+    assert out.prediction_logits.shape == (9, 120)
+    torch.testing.assert_close(out.prediction_logits, full.prediction_logits[selected])
     torch.testing.assert_close(out.loss, out.mlm_loss + out.nsp_loss)
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
     # An untrained model guesses uniformly: MLM loss ~ ln V, NSP loss ~ ln 2.
@@ -159,8 +159,8 @@ def test_matches_transformers_bert_for_pretraining(tmp_path):
         reference = theirs(**batch)
         full = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         out = ours(**batch)
-    torch.testing.assert_close(full.mlm_logits, reference.prediction_logits, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(full.nsp_logits, reference.seq_relationship_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(full.prediction_logits, reference.prediction_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(full.seq_relationship_logits, reference.seq_relationship_logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.loss, reference.loss, rtol=1e-4, atol=1e-4)
 
 
