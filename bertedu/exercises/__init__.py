@@ -9,6 +9,7 @@ Solutions are hidden: ``bertedu.exercises.chNN.solution("name")`` prints one.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -29,6 +30,30 @@ def not_implemented(name: str) -> None:
 
 def passed(name: str, n_cases: int) -> None:
     print(f"✓ {name}: {n_cases} of {n_cases} {'check' if n_cases == 1 else 'checks'} passed.")
+
+
+def checker(name: str, n_cases: int) -> Callable[[Callable[[Callable], None]], Callable[[Callable], None]]:
+    """Turn a checker body into a checker: "not implemented yet", a failure, or "passed".
+
+    The body runs the learner's function on every case and calls ``fail`` on the first
+    wrong one; a ``NotImplementedError`` from the learner's stub becomes a friendly note::
+
+        @checker("split_heads", n_cases=2)
+        def check_split_heads(function): ...
+    """
+
+    def wrap(body: Callable[[Callable], None]) -> Callable[[Callable], None]:
+        @functools.wraps(body)
+        def check(function: Callable) -> None:
+            try:
+                body(function)
+            except NotImplementedError:
+                return not_implemented(name)
+            passed(name, n_cases)
+
+        return check
+
+    return wrap
 
 
 def call_learner(function: Callable, description: str, *args: Any) -> Any:
