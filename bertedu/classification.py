@@ -3,9 +3,11 @@
     input_ids (B, T) ──> BertModel ──> pooler_output (B, H) ──> dropout ──> Linear(H, C) ──> logits (B, C)
     loss = cross-entropy(logits, labels)        # labels (B,), one class per *review*
 
-One label per sequence, read from the pooled ``[CLS]`` vector: the pooler
-``tanh(W h_[CLS] + b)`` was trained in pre-training (next-sentence prediction) to sum up
-a whole input, so a single linear layer on top of it is all a classifier needs.
+One label per sequence, read from the pooled ``[CLS]`` vector ``tanh(W h_[CLS] + b)``, as
+BERT's paper does. In the original BERT the pooler was trained by next-sentence prediction;
+all-MiniLM-L6-v2 was trained afterwards as a sentence encoder with *mean* pooling, so its
+frozen ``[CLS]`` vector is a weaker summary than the mean (chapter 5 measures both).
+Fine-tuning trains the pooler together with the head, which is why reading ``[CLS]`` works.
 
 A fine-tuned classifier is saved as a Hugging Face folder that also records how it reads
 text::
@@ -17,8 +19,7 @@ text::
         vocab.txt            # the tokenizer's vocabulary
         classifier.json      # the marker: labels and the truncation used in training
 
-Scoring: ``classification_scores`` (accuracy; precision, recall and F1 per class and
-macro-averaged), ``confusion_matrix`` and ``plot_confusion_matrix``.
+Scores are in ``bertedu.metrics``; the confusion-matrix picture in ``bertedu.viz``.
 """
 from __future__ import annotations
 
@@ -28,9 +29,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -43,11 +42,12 @@ from bertedu.checkpoint import (
     read_state_dict,
     save_state_dict,
 )
+from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import atomic_write, write_json
+from bertedu.metrics import SENTIMENT_LABELS
 from bertedu.model import BertConfig, BertModel, encoder_weights, init_bert_weights
 
 CLASSIFIER_NAME = "classifier.json"
-SENTIMENT_LABELS = ("negative", "positive")  # IMDb: label 0 and label 1
 
 # ---------------------------------------------------------------------------------------
 # The model
@@ -207,13 +207,13 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     has_head = any(key.startswith("classifier.") for key in read_state_dict(folder))
     if not has_head:
         architectures = read_config_dict(folder).get("architectures") or ["a BERT encoder"]
-        raise ValueError(
+        raise UserError(
             f"{folder} holds {architectures[0]} without a classification head (no classifier.* "
             f"weights), so it cannot label text yet. Fine-tune it first: "
             f"`bertedu finetune --checkpoint {folder} --output DIR`, then pass --model DIR."
         )
     if not (folder / VOCAB_NAME).is_file():
-        raise FileNotFoundError(f"{folder} has no {VOCAB_NAME}: copy the vocabulary the model was trained with there.")
+        raise UserFileNotFoundError(f"{folder} has no {VOCAB_NAME}: copy the vocabulary the model was trained with there.")
     info = ClassifierInfo()
     if (folder / CLASSIFIER_NAME).is_file():
         info = ClassifierInfo(**json.loads((folder / CLASSIFIER_NAME).read_text(encoding="utf-8")))
@@ -223,132 +223,15 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
             info.labels = [id2label[str(i)] for i in range(len(id2label))]
     model = BertForSequenceClassification.from_pretrained(folder)
     if len(info.labels) != model.num_labels:
-        raise ValueError(f"{folder}: {len(info.labels)} label names but the head has {model.num_labels} outputs.")
+        raise UserError(f"{folder}: {len(info.labels)} label names but the head has {model.num_labels} outputs.")
     return model, info
 
-
-# ---------------------------------------------------------------------------------------
-# Scores
-# ---------------------------------------------------------------------------------------
-
-
-def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_labels: int = 2) -> np.ndarray:
-    """``(C, C)`` counts: row = true class, column = predicted class."""
-    labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
-    if labels.shape != predictions.shape:
-        raise ValueError(f"{len(labels)} labels but {len(predictions)} predictions.")
-    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
-
-
-@dataclass
-class Scores:
-    """Accuracy, and precision / recall / F1 for each class and their macro average.
-
-    For class c:  precision = TP / (TP + FP)  (of the reviews called c, how many are c)
-                  recall    = TP / (TP + FN)  (of the reviews that are c, how many were found)
-                  F1        = 2 P R / (P + R)
-    The macro average weighs every class equally, whatever its size.
-    """
-
-    accuracy: float
-    precision: dict[str, float]
-    recall: dict[str, float]
-    f1: dict[str, float]
-    matrix: np.ndarray
-    label_names: tuple[str, ...]
-
-    @property
-    def macro_precision(self) -> float:
-        return float(np.mean(list(self.precision.values())))
-
-    @property
-    def macro_recall(self) -> float:
-        return float(np.mean(list(self.recall.values())))
-
-    @property
-    def macro_f1(self) -> float:
-        return float(np.mean(list(self.f1.values())))
-
-    def row(self) -> dict[str, float]:
-        """Flat numbers for a comparison table."""
-        row = {"accuracy": self.accuracy}
-        for name in self.label_names:
-            row |= {f"precision_{name}": self.precision[name], f"recall_{name}": self.recall[name],
-                    f"f1_{name}": self.f1[name]}
-        return row | {"macro_precision": self.macro_precision, "macro_recall": self.macro_recall,
-                      "macro_f1": self.macro_f1}
-
-    def report(self) -> str:
-        """A small text table, as scikit-learn's ``classification_report`` prints."""
-        width = max(len(name) for name in (*self.label_names, "macro avg"))
-        lines = [f"{'':>{width}}  precision  recall  f1-score  support"]
-        support = self.matrix.sum(axis=1)
-        for i, name in enumerate(self.label_names):
-            lines.append(f"{name:>{width}}  {self.precision[name]:9.3f}  {self.recall[name]:6.3f}  "
-                         f"{self.f1[name]:8.3f}  {support[i]:7d}")
-        lines.append(f"{'macro avg':>{width}}  {self.macro_precision:9.3f}  {self.macro_recall:6.3f}  "
-                     f"{self.macro_f1:8.3f}  {support.sum():7d}")
-        lines.append(f"{'accuracy':>{width}}  {'':9}  {'':6}  {self.accuracy:8.3f}  {support.sum():7d}")
-        return "\n".join(lines)
-
-
-def classification_scores(labels: Sequence[int], predictions: Sequence[int],
-                          label_names: Sequence[str] = SENTIMENT_LABELS) -> Scores:
-    """Every score of the chapter's table, from the confusion matrix.
-
-    A class that is never predicted gets precision 0 (not NaN), as scikit-learn's
-    ``zero_division=0`` does.
-    """
-    matrix = confusion_matrix(labels, predictions, len(label_names))
-    true_positive = np.diag(matrix).astype(float)  # (C,)
-    predicted = matrix.sum(axis=0)  # (C,) column sums: how often each class was predicted
-    actual = matrix.sum(axis=1)  # (C,) row sums: how often each class occurs
-    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
-    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
-    names = tuple(label_names)
-    return Scores(
-        accuracy=float(true_positive.sum() / max(1, matrix.sum())),
-        precision=dict(zip(names, precision.tolist())),
-        recall=dict(zip(names, recall.tolist())),
-        f1=dict(zip(names, f1.tolist())),
-        matrix=matrix,
-        label_names=names,
-    )
-
-
-def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str] = SENTIMENT_LABELS,
-                          ax: Any = None, title: str | None = None) -> Any:
-    """Counts and row percentages (the share of each true class) in a heatmap."""
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(3.6, 3.2))[1]
-    shares = matrix / np.maximum(1, matrix.sum(axis=1, keepdims=True))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, f"{count}\n{shares[i, j]:.1%}", ha="center", va="center",
-                color="white" if shares[i, j] > 0.6 else "black", fontsize=9)
-    ticks = range(len(label_names))
-    ax.set_xticks(ticks, label_names)
-    ax.set_yticks(ticks, label_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if title:
-        ax.set_title(title, fontsize=10)
-    return ax
 
 
 __all__ = [
     "BertForSequenceClassification",
     "ClassifierInfo",
-    "Scores",
     "SequenceClassifierOutput",
-    "classification_scores",
-    "confusion_matrix",
     "load_classifier",
-    "plot_confusion_matrix",
     "save_classifier",
 ]

@@ -11,7 +11,6 @@ from the current package (the sync test checks this).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import nbformat
 
+from bertedu.errors import UserError
 from bertedu.paths import build_dir, notebooks_dir
-from bertedu.settings import describe_run, set_mode
+from bertedu.settings import describe_run
 
 # Cell metadata that changes on every run and would make every re-run a diff.
 VOLATILE_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
@@ -43,7 +43,7 @@ def chapter_notebooks(only: list[str] | None = None) -> list[Path]:
     if only:
         notebooks = [nb for nb in notebooks if any(key in nb.name for key in only)]
         if not notebooks:
-            raise ValueError(f"No chapter notebook matches {only}; try e.g. `--only 03`.")
+            raise UserError(f"No chapter notebook matches {only}; try e.g. `--only 03`.")
     return notebooks
 
 
@@ -119,28 +119,3 @@ def run_chapters(only: list[str] | None = None, *, in_place: bool = False, html:
         timings.append((path.stem, time.perf_counter() - start))
         print(f"  {path.stem}: done in {timings[-1][1]:.0f} s")
     return timings
-
-
-def configure_course(parser: argparse.ArgumentParser) -> None:
-    from bertedu.cli import add_mode_flags
-
-    add_mode_flags(parser)
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only chapters whose file name contains NAME (e.g. 03)")
-    parser.add_argument("--in-place", action="store_true", help="course authors: store the new outputs in notebooks/")
-    parser.add_argument("--no-html", dest="html", action="store_false", help="skip the HTML pages")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds one cell may run (default 1800)")
-
-
-def run_course(args: argparse.Namespace) -> int:
-    if args.in_place and args.quick is False:
-        raise ValueError("Stored outputs come from quick mode; run --in-place without --full.")
-    if args.in_place:
-        set_mode(True)
-    try:
-        timings = run_chapters(args.only, in_place=args.in_place, html=args.html, timeout=args.timeout)
-    except ChapterFailed as failure:
-        print(f"\nThe course stopped: {failure}\nThe partly executed notebook is in {build_dir() / 'course'}.", file=sys.stderr)
-        return 1
-    total = sum(seconds for _, seconds in timings)
-    print(f"All {len(timings)} chapters ran in {total / 60:.1f} min. Executed notebooks and HTML: {build_dir() / 'course'}")
-    return 0

@@ -16,7 +16,6 @@ Text cleaning happens in exactly one place, :func:`clean_review`.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -25,7 +24,6 @@ import re
 import shutil
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zlib
@@ -34,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
+from bertedu.errors import UserError
 from bertedu.files import atomic_write
 from bertedu.paths import data_dir
 
@@ -56,7 +55,7 @@ _REVIEW_PATH = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.t
 _LINE_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
 
 
-class ImdbDataError(ValueError):
+class ImdbDataError(UserError):
     """The dataset could not be read. The message says what to do about it."""
 
 
@@ -430,33 +429,3 @@ def _refuse_escape(member: tarfile.TarInfo, root: Path) -> None:
             f"Refusing to extract {member.name!r}: it would be written outside {root.parent}. "
             "The archive is not a genuine IMDb archive; do not use it."
         )
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def configure_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--archive", help=f"archive or aclImdb/ folder (default: ${ARCHIVE_ENV}, cache, download)")
-    parser.add_argument("--extract", metavar="DIR", help="also extract the archive into DIR")
-
-
-def run_data(args: argparse.Namespace) -> int:
-    source = explicit_source(args.archive)
-    print(f"Source: {source or 'cache / download'}")
-    if source and source.is_file():
-        digest = file_sha256(source)
-        print(f"sha256: {digest} ({KNOWN_ARCHIVES.get(digest, 'not a known release: layout checked below')})")
-    had_cache = cache_path().is_file()
-    start = time.perf_counter()
-    splits = {split: load_imdb(split, archive=args.archive) for split in SPLITS}
-    how = "cache checked against the source" if had_cache else "parsed from the source, cache written"
-    print(f"Loaded {sum(map(len, splits.values())):,} reviews in {time.perf_counter() - start:.2f} s ({how})")
-    for split, reviews in splits.items():
-        positives = sum(reviews.labels)
-        print(f"  {split:5s}: {len(reviews):6,} reviews  ({positives:,} positive, {len(reviews) - positives:,} negative)")
-    print(f"Cache: {cache_path()}")
-    if args.extract:
-        if not (source and source.is_file()):
-            source = download_archive()
-        print(f"Extracted to {extract_archive(source, Path(args.extract))}")
-    return 0

@@ -5,7 +5,6 @@ its output into a question. Each check is a row: what, status, detail (and a fix
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import platform
@@ -94,20 +93,3 @@ def all_checks() -> list[Check]:
         data_check(),
         *checkpoint_checks(),
     ]
-
-
-def configure_doctor(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run_doctor(args: argparse.Namespace) -> int:
-    checks = all_checks()
-    width = max(len(c.name) for c in checks)
-    for check in checks:
-        mark = "ok " if check.ok else ("MISSING" if check.essential else "-- ")
-        print(f"{mark:7s} {check.name:{width}s}  {check.detail}")
-        if not check.ok and check.fix:
-            print(f"{'':7s} {'':{width}s}  -> {check.fix}")
-    missing = [c.name for c in checks if c.essential and not c.ok]
-    print("\nReady for the course." if not missing else f"\nNot ready: fix {', '.join(missing)} (see the arrows above).")
-    return 1 if missing else 0

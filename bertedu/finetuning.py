@@ -1,4 +1,4 @@
-"""Chapter 5: fine-tune BERT for IMDb sentiment, use it, and look at what it learned.
+"""Chapter 5: fine-tune BERT for IMDb sentiment.
 
 The pipeline, from raw review to a trained classifier::
 
@@ -15,28 +15,22 @@ The pipeline, from raw review to a trained classifier::
 - **Training** reuses chapter 4's loop (``bertedu.training.train``): AdamW, warm-up then
   linear decay, gradient clipping, bf16 on a GPU, an evaluation each epoch, the best
   epoch's weights kept.
+- **The whole run** (``finetune_checkpoint``, what ``bertedu finetune`` calls, as
+  ``pretrain`` is for chapter 4): the same splits for every model, fine-tuning chosen on
+  validation, the test set touched once (``run_finetuning``), the classifier saved.
 
-Using a fine-tuned model: ``SentimentClassifier`` (load a folder, ``predict`` texts,
-``explain`` one text with the attention from ``[CLS]``), ``sentiment_playground``
-(a widget), and the command line::
-
-    bertedu finetune [--quick | --full] [--checkpoint default|small|DIR] [--output DIR]
-    bertedu predict "A wonderful film." "Two hours I will never get back."
-    bertedu predict --file reviews.txt --json        # one review per line; "-" is stdin
+The fine-tuned classifier in use is ``bertedu.sentiment.SentimentClassifier``; scores and
+error analysis are in ``bertedu.metrics``; its pictures and widget in ``bertedu.viz``.
 """
 from __future__ import annotations
 
-import argparse
-import html
-import json
-import math
+import functools
 import random
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,15 +40,23 @@ from bertedu.attention import MultiHeadSelfAttention
 from bertedu.classification import (
     BertForSequenceClassification,
     ClassifierInfo,
-    classification_scores,
-    load_classifier,
     save_classifier,
 )
-from bertedu.files import write_json
-from bertedu.model import BertConfig
-from bertedu.paths import checkpoints_dir
-from bertedu.settings import autocast, mode_settings, pick, select_device
+from bertedu.errors import UserError
+from bertedu.metrics import Scores, classification_scores
+from bertedu.settings import (
+    autocast,
+    evaluating,
+    is_quick,
+    model_device,
+    seed_everything,
+    select_device,
+)
+from bertedu.settings import pick as pick_by_mode
 from bertedu.training import TrainingConfig, TrainingHistory, train
+
+if TYPE_CHECKING:
+    from bertedu.data import ReviewSet
 
 MODEL_NAME = "ch5-sentiment"  # checkpoints_dir(MODEL_NAME): where `bertedu finetune` saves
 RUN_NAME = "ch5-finetune-run"  # its resumable training checkpoints
@@ -119,7 +121,7 @@ def truncate_head_tail(pieces: Sequence[int], body: int, head_tokens: int) -> li
     return list(pieces[:head_tokens]) + (list(pieces[len(pieces) - tail_tokens:]) if tail_tokens > 0 else [])
 
 
-class TextError(ValueError):
+class TextError(UserError):
     """A text that cannot be classified; ``index`` says which one (0-based)."""
 
     def __init__(self, index: int, problem: str) -> None:
@@ -272,26 +274,20 @@ def sorted_batches(examples: Sequence[Example], batch_size: int) -> Iterator[tup
 
 
 # ---------------------------------------------------------------------------------------
-# 3. Predictions, frozen features and scores
+# 3. Predictions and frozen features
 # ---------------------------------------------------------------------------------------
 
 
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
 def predict_proba(model: nn.Module, examples: Sequence[Example], batch_size: int = 64, pad_id: int = 0) -> np.ndarray:
     """``(N, C)`` class probabilities in the order of ``examples`` (model in eval mode)."""
-    was_training, device = model.training, model_device(model)
-    model.eval()
+    device = model_device(model)
     probabilities = np.zeros((len(examples), getattr(model, "num_labels", 2)), dtype=np.float32)
-    for indices, batch in sorted_batches(examples, batch_size):
-        inputs = {k: v.to(device) for k, v in pad_collate(batch, pad_id).items() if k != "labels"}
-        with autocast(device):
-            logits = model(**inputs).logits  # (B, C)
-        probabilities[indices] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    model.train(was_training)
+    with evaluating(model):
+        for indices, batch in sorted_batches(examples, batch_size):
+            inputs = {k: v.to(device) for k, v in pad_collate(batch, pad_id).items() if k != "labels"}
+            with autocast(device):
+                logits = model(**inputs).logits  # (B, C)
+            probabilities[indices] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probabilities
 
 
@@ -300,7 +296,6 @@ def accuracy(model: nn.Module, examples: Sequence[Example], batch_size: int = 64
     return float((probabilities.argmax(axis=1) == np.array([e.label for e in examples])).mean())
 
 
-@torch.no_grad()
 def frozen_features(encoder: nn.Module, examples: Sequence[Example], batch_size: int = 64,
                     pad_id: int = 0) -> dict[str, np.ndarray]:
     """One forward pass of a frozen ``BertModel``: two ``(N, H)`` feature arrays.
@@ -309,18 +304,18 @@ def frozen_features(encoder: nn.Module, examples: Sequence[Example], batch_size:
     ``"mean"``: the mean of the last layer over the real tokens (padding excluded),
     the pooling all-MiniLM-L6-v2 was trained with as a sentence-embedding model.
     """
-    encoder.eval()
     device = model_device(encoder)
     H = encoder.config.hidden_size
     features = {"cls": np.zeros((len(examples), H), np.float32), "mean": np.zeros((len(examples), H), np.float32)}
-    for indices, batch in sorted_batches(examples, batch_size):
-        inputs = {k: v.to(device) for k, v in pad_collate(batch, pad_id).items() if k != "labels"}
-        with autocast(device):
-            out = encoder(**inputs)
-        mask = inputs["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
-        mean = (out.last_hidden_state.float() * mask).sum(dim=1) / mask.sum(dim=1)  # (B, H)
-        features["cls"][indices] = out.pooler_output.float().cpu().numpy()
-        features["mean"][indices] = mean.cpu().numpy()
+    with evaluating(encoder):
+        for indices, batch in sorted_batches(examples, batch_size):
+            inputs = {k: v.to(device) for k, v in pad_collate(batch, pad_id).items() if k != "labels"}
+            with autocast(device):
+                out = encoder(**inputs)
+            mask = inputs["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
+            mean = (out.last_hidden_state.float() * mask).sum(dim=1) / mask.sum(dim=1)  # (B, H)
+            features["cls"][indices] = out.pooler_output.float().cpu().numpy()
+            features["mean"][indices] = mean.cpu().numpy()
     return features
 
 
@@ -357,9 +352,8 @@ class FinetuneSettings:
         )
 
 
-@mode_settings
-def finetune_settings() -> FinetuneSettings:
-    """The chapter's settings for the current mode (``BERTEDU_QUICK``), or the one asked for.
+def finetune_settings(quick: bool | None = None) -> FinetuneSettings:
+    """The chapter's settings for quick or full mode (None: ``BERTEDU_QUICK`` decides).
 
     Quick: 2,000 reviews, 256 tokens, 2 epochs, learning rate 1e-4 (a 6-layer model takes a
     larger rate than BERT-base's 2e-5 to 5e-5), fits a 2-core CPU. Quick mode also turns
@@ -368,6 +362,7 @@ def finetune_settings() -> FinetuneSettings:
     and two epochs leave little overfitting for it to prevent. Full: every train
     review (1,000 of them for validation), 512 tokens, the paper's head 128 + tail 382.
     """
+    pick = functools.partial(pick_by_mode, mode=is_quick(quick))
     return FinetuneSettings(
         n_train=pick(quick=2_000, full=24_000),
         n_validation=pick(quick=200, full=1_000),
@@ -397,7 +392,7 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
 def set_attention_dropout(model: BertForSequenceClassification, p: float) -> None:
     """Set the dropout rate on the attention probabilities of every layer, and in the config."""
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"attention dropout must be in [0, 1), got {p}.")
+        raise UserError(f"attention dropout must be in [0, 1), got {p}.")
     for module in model.modules():
         if isinstance(module, MultiHeadSelfAttention):
             module.dropout.p = p
@@ -429,422 +424,80 @@ def finetune(model: BertForSequenceClassification, train_examples: Sequence[Exam
 
 
 # ---------------------------------------------------------------------------------------
-# 5. A fine-tuned classifier in use: predictions and attention from [CLS]
+# 5. The whole run: the same splits, fine-tuning, the test set once, the saved classifier
 # ---------------------------------------------------------------------------------------
 
 
 @dataclass
-class Prediction:
-    """The verdict on one text. ``n_tokens`` counts its word pieces before truncation."""
+class FinetuningRun:
+    """What ``run_finetuning`` returns: the trained model and how it did."""
 
-    label: str
-    probability: float  # of ``label``
-    probabilities: dict[str, float]
-    n_tokens: int
-    truncated: bool
-
-
-@dataclass
-class Explanation:
-    """One text's prediction and the attention ``[CLS]`` pays to each of its words."""
-
-    prediction: Prediction
-    words: list[str]
-    weights: list[float]  # sums to 1 over the words
-
-    def html(self) -> str:
-        return attention_html(self.words, self.weights, self.prediction)
+    model: BertForSequenceClassification
+    history: TrainingHistory  # losses per step, validation accuracy per epoch, the best epoch
+    test_probabilities: np.ndarray  # (N_test, C)
+    scores: Scores  # on the test set
+    seconds: float  # fine-tuning and testing, wall clock
 
 
-class SentimentClassifier:
-    """A fine-tuned model with its tokenizer and truncation: text in, verdict out.
+def sentiment_splits(settings: FinetuneSettings) -> tuple[ReviewSet, ReviewSet, ReviewSet]:
+    """Train, validation and test reviews: the same for every model of chapter 5.
 
-    >>> classifier = SentimentClassifier.from_pretrained(checkpoints_dir("ch5-sentiment"))
-    >>> classifier.predict(["A wonderful film."])[0].label
-    'positive'
+    Train and validation come from IMDb's train split (label-balanced, ``settings.seed``),
+    test from IMDb's test split.
     """
-
-    def __init__(self, model: BertForSequenceClassification, vocab_file: str | Path, info: ClassifierInfo) -> None:
-        from bertedu.tokenization import load_fast_tokenizer
-
-        self.model = model.eval()
-        self.vocab_file = Path(vocab_file)
-        self.tokenizer = load_fast_tokenizer(vocab_file)
-        self.info = info
-        self.truncation = Truncation(info.max_length, info.head_tokens)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, device: torch.device | None = None) -> SentimentClassifier:
-        """Load a folder saved by ``save_pretrained`` (errors say what to do when it is not one)."""
-        from bertedu.tokenization import find_vocab
-
-        model, info = load_classifier(folder)
-        return cls(model.to(device or select_device()), find_vocab(folder), info)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Weights, config, vocab.txt and the classifier.json marker (see bertedu.classification)."""
-        return save_classifier(self.model, folder, self.vocab_file, self.info)
-
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[Prediction]:
-        """Classify texts of any length (long ones are cut to head + tail, as in training)."""
-        pieces = word_pieces(self.tokenizer, texts)
-        examples = [Example(self._frame(p)) for p in pieces]
-        probabilities = predict_proba(self.model, examples, batch_size, self.tokenizer.pad_token_id)
-        return [self._prediction(row, len(p)) for row, p in zip(probabilities, pieces)]
-
-    @torch.no_grad()
-    def explain(self, text: str, layer: int = -1) -> Explanation:
-        """Predict one text and return the attention from ``[CLS]`` over its words."""
-        self.model.eval()
-        pieces = word_pieces(self.tokenizer, [text])[0]
-        ids = self._frame(pieces)
-        out = self.model(torch.tensor([ids], device=model_device(self.model)), output_attentions=True)  # (1, T)
-        probabilities = torch.softmax(out.logits.float(), dim=-1)[0].cpu().numpy()  # (C,)
-        weights = cls_attention(out.attentions, layer)  # (T,)
-        tokens = self.tokenizer.convert_ids_to_tokens(ids)
-        words, word_weights = merge_word_pieces(tokens[1:-1], weights[1:-1].tolist())  # without [CLS], [SEP]
-        return Explanation(self._prediction(probabilities, len(pieces)), words, word_weights)
-
-    def _frame(self, pieces: list[int]) -> list[int]:
-        """``[CLS]`` + head + tail + ``[SEP]``: what the model reads of a text."""
-        kept = truncate_head_tail(pieces, self.truncation.body, self.truncation.head_tokens)
-        return [self.tokenizer.cls_token_id, *kept, self.tokenizer.sep_token_id]
-
-    def _prediction(self, probabilities: np.ndarray, n_tokens: int) -> Prediction:
-        best = int(probabilities.argmax())
-        return Prediction(self.info.labels[best], float(probabilities[best]),
-                          {name: float(p) for name, p in zip(self.info.labels, probabilities)},
-                          n_tokens, n_tokens > self.truncation.body)
-
-
-def cls_attention(attentions: Sequence[Tensor], layer: int = -1) -> Tensor:
-    """How much ``[CLS]`` attends to each token in one layer, averaged over heads: ``(T,)``.
-
-    ``attentions``: ``L`` tensors ``(1, nh, T, T)``; row 0 of each head is the query of
-    ``[CLS]``, the position the pooler reads. A hint of where the model looks, not a
-    proof of why it decides (Jain & Wallace, 2019, "Attention is not Explanation").
-    """
-    return attentions[layer][0, :, 0, :].float().mean(dim=0).cpu()  # (nh, T) -> (T,)
-
-
-def merge_word_pieces(tokens: Sequence[str], weights: Sequence[float]) -> tuple[list[str], list[float]]:
-    """Glue ``##`` pieces to their word and add up their weights; renormalise to sum 1."""
-    words: list[str] = []
-    merged: list[float] = []
-    for token, weight in zip(tokens, weights):
-        if token.startswith("##") and words:
-            words[-1] += token[2:]
-            merged[-1] += weight
-        else:
-            words.append(token)
-            merged.append(weight)
-    total = sum(merged) or 1.0
-    return words, [w / total for w in merged]
-
-
-def attention_html(words: Sequence[str], weights: Sequence[float], prediction: Prediction | None = None,
-                   title: str = "") -> str:
-    """The words with a red background as strong as ``[CLS]``'s attention to them."""
-    top = max(weights, default=1.0) or 1.0
-    spans = " ".join(
-        f'<span style="background: rgba(220, 40, 40, {w / top:.2f}); padding: 0 1px">{html.escape(word)}</span>'
-        for word, w in zip(words, weights)
-    )
-    header = html.escape(title)
-    if prediction is not None:
-        header += f" <b>predicted {html.escape(prediction.label)}</b> ({prediction.probability:.1%})"
-    return (f'<div style="font-family: sans-serif; font-size: 12px; line-height: 1.6; margin-bottom: 10px">'
-            f'<div>{header}</div>{spans}</div>')
-
-
-# ---------------------------------------------------------------------------------------
-# 6. Error analysis and the playground
-# ---------------------------------------------------------------------------------------
-
-
-def most_confident_errors(probabilities: np.ndarray, labels: Sequence[int], k: int = 5) -> list[int]:
-    """Indices of the ``k`` wrong predictions made with the highest confidence."""
-    predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != np.asarray(labels))
-    return wrong[np.argsort(-probabilities[wrong].max(axis=1), kind="stable")][:k].tolist()
-
-
-def accuracy_by_length(lengths: Sequence[int], correct: Sequence[bool], edges: Sequence[int]) -> list[dict[str, Any]]:
-    """Accuracy in length bins ``[edges[i], edges[i+1])``; the last bin is open-ended."""
-    lengths, correct = np.asarray(lengths), np.asarray(correct, dtype=float)
-    rows = []
-    for i, low in enumerate(edges):
-        high = edges[i + 1] if i + 1 < len(edges) else math.inf
-        selected = (lengths >= low) & (lengths < high)
-        if selected.any():
-            label = f"{low}-{high - 1}" if high != math.inf else f"{low}+"
-            rows.append({"bin": label, "n": int(selected.sum()), "accuracy": float(correct[selected].mean())})
-    return rows
-
-
-def sentiment_playground(classifier: SentimentClassifier, text: str = "The plot was thin, but the acting was superb.") -> Any:
-    """A text box: type a review, see the probability and ``[CLS]``'s attention per word.
-
-    ``classifier.explain(text).html()`` is the function behind it, callable directly.
-    """
-    import ipywidgets as widgets
-
-    box = widgets.Textarea(value=text, layout=widgets.Layout(width="100%", height="80px"),
-                           description="Review:", continuous_update=False)
-    output = widgets.HTML()
-
-    def redraw(_: Any = None) -> None:
-        if not box.value.strip():
-            output.value = "<i>Type a review above.</i>"
-            return
-        output.value = classifier.explain(box.value).html()
-
-    box.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([box, output])
-
-
-# ---------------------------------------------------------------------------------------
-# 7. Command line: bertedu finetune / bertedu predict
-# ---------------------------------------------------------------------------------------
-
-
-def resolve_checkpoint(name: str) -> Path:
-    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model) or a folder."""
-    if name == "default":
-        from bertedu.checkpoint import default_checkpoint
-
-        return default_checkpoint()
-    if name == "small":
-        from bertedu.pretraining import pretrained_small_bert
-
-        return pretrained_small_bert()
-    return Path(name).expanduser()
-
-
-def configure_finetune(parser: argparse.ArgumentParser) -> None:
-    from bertedu.cli import add_mode_flags
-
-    add_mode_flags(parser)
-    parser.add_argument("--checkpoint", default="default",
-                        help="BERT to start from: 'default' (embedded all-MiniLM-L6-v2), 'small' (chapter 4's "
-                             "model) or a checkpoint folder (config.json, weights, vocab.txt)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"where the fine-tuned model goes (default: data/checkpoints/{MODEL_NAME})")
-    parser.add_argument("--epochs", type=int, default=None, help="override the mode's number of epochs")
-    parser.add_argument("--n-train", type=int, default=None, help="override the mode's number of training reviews")
-    parser.add_argument("--learning-rate", type=float, default=None, help="override the mode's peak learning rate")
-    parser.add_argument("--run-dir", type=Path, default=None,
-                        help="resumable training checkpoints, one per epoch (default: data/checkpoints/"
-                             f"{RUN_NAME}-<mode>)")
-    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-
-
-def prepare_run_dir(run_dir: Path, description: dict[str, Any], fresh: bool) -> None:
-    """Make ``run_dir`` ready for a run described by ``description``.
-
-    A run resumes only from a checkpoint of the *same* run: the description (checkpoint,
-    data sizes, optimisation) is stored beside it and compared, since the loop itself can
-    only check the batch size.
-    """
-    import shutil
-
-    stored = run_dir / "run.json"
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) != description:
-        raise ValueError(f"{run_dir} holds a fine-tuning run with other settings (see {stored}). "
-                         f"Add --fresh to start over, or pass another --run-dir.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(stored, description)
-
-
-def run_finetune(args: argparse.Namespace) -> int:
     from bertedu.data import load_imdb, train_validation_split
-    from bertedu.settings import describe_run, mode_name, seed_everything
+
+    reviews = load_imdb("train", n=settings.n_train + settings.n_validation, seed=settings.seed)
+    train_reviews, validation_reviews = train_validation_split(reviews, settings.n_validation, seed=settings.seed)
+    return train_reviews, validation_reviews, load_imdb("test", n=settings.n_test, seed=settings.seed)
+
+
+def run_finetuning(model: BertForSequenceClassification, train_examples: Sequence[Example],
+                   validation_examples: Sequence[Example], test_examples: Sequence[Example],
+                   settings: FinetuneSettings, *, pad_id: int = 0, device: torch.device | None = None,
+                   progress: bool = True, checkpoint_dir: str | Path | None = None) -> FinetuningRun:
+    """Fine-tune ``model`` (best epoch on validation), then score it once on the test examples."""
+    started = time.perf_counter()
+    seed_everything(settings.seed)
+    history = finetune(model, train_examples, validation_examples, settings, pad_id=pad_id, device=device,
+                       progress=progress, checkpoint_dir=checkpoint_dir)
+    probabilities = predict_proba(model, test_examples, settings.eval_batch_size, pad_id)
+    scores = classification_scores([e.label for e in test_examples], probabilities.argmax(axis=1).tolist())
+    return FinetuningRun(model, history, probabilities, scores, time.perf_counter() - started)
+
+
+def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, output_dir: str | Path | None = None,
+                        checkpoint_dir: str | Path | None = None, progress: bool = True,
+                        device: torch.device | None = None, log: Callable[[str], None] = print) -> FinetuningRun:
+    """Fine-tune a BERT checkpoint folder for IMDb sentiment: ``bertedu finetune`` in Python.
+
+    Loads the checkpoint with a new classifier head, reads the chapter's splits the way the
+    model will read text (``settings.truncation``, fitted to the model's positions), runs
+    ``run_finetuning`` and, with ``output_dir``, saves the classifier folder that
+    ``SentimentClassifier.from_pretrained`` and ``bertedu predict`` load.
+    """
     from bertedu.tokenization import find_vocab, load_fast_tokenizer
 
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    settings = finetune_settings()
-    if args.checkpoint == "small":
-        settings = small_bert_settings(settings, BertConfig.from_pretrained(checkpoint).max_position_embeddings)
-    for name, value in (("epochs", args.epochs), ("n_train", args.n_train), ("learning_rate", args.learning_rate)):
-        if value is not None:
-            if value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive; got {value}.")
-            settings = replace(settings, **{name: value})
-    output = args.output or checkpoints_dir(MODEL_NAME)
-    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name()}")
-    description = {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}
-    prepare_run_dir(run_dir, json.loads(json.dumps(description)), args.fresh)  # JSON round trip: tuples -> lists
-    device = select_device()
-    describe_run(device)
+    checkpoint = Path(checkpoint)
+    device = device or select_device()
     seed_everything(settings.seed)
     model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
     tokenizer = load_fast_tokenizer(checkpoint)
     truncation = settings.truncation.fit(model.config.max_position_embeddings)
-
-    started = time.perf_counter()
-    reviews = load_imdb("train", n=settings.n_train + settings.n_validation, seed=settings.seed)
-    train_reviews, validation_reviews = train_validation_split(reviews, settings.n_validation, seed=settings.seed)
-    test_reviews = load_imdb("test", n=settings.n_test, seed=settings.seed)
-    print(f"Fine-tuning {checkpoint} on {len(train_reviews)} reviews ({truncation.describe()}, "
-          f"{settings.epochs} epochs, lr {settings.learning_rate:g}); validation {len(validation_reviews)}, "
-          f"test {len(test_reviews)}.")
-    pad_id = tokenizer.pad_token_id
-    train_examples = encode_reviews(tokenizer, train_reviews.texts, train_reviews.labels, truncation)
-    validation_examples = encode_reviews(tokenizer, validation_reviews.texts, validation_reviews.labels, truncation)
-    history = finetune(model, train_examples, validation_examples, settings, pad_id=pad_id, device=device,
-                       progress=not args.no_progress, checkpoint_dir=run_dir)
-    test_examples = encode_reviews(tokenizer, test_reviews.texts, test_reviews.labels, truncation)
-    probabilities = predict_proba(model, test_examples, settings.eval_batch_size, pad_id)
-    scores = classification_scores(test_reviews.labels, probabilities.argmax(axis=1).tolist())
-    minutes = (time.perf_counter() - started) / 60
-    print(f"Best validation accuracy {history.best['accuracy']:.1%} (step {int(history.best['step'])}).")
-    print(f"Test: {len(test_reviews)} reviews, {minutes:.1f} minutes in all\n{scores.report()}")
-    info = ClassifierInfo(max_length=truncation.max_length, head_tokens=truncation.head_tokens,
-                          base_checkpoint=str(checkpoint),
-                          metrics={"test_accuracy": scores.accuracy, "test_macro_f1": scores.macro_f1,
-                                   "n_test": len(test_reviews), "n_train": len(train_reviews)})
-    save_classifier(model.cpu(), output, find_vocab(checkpoint), info)
-    print(f"Saved the fine-tuned model to {output}\nTry it: bertedu predict --model {output} \"What a film!\"")
-    return 0
-
-
-def configure_predict(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Classify texts with a fine-tuned model. Texts come from the arguments, or from --file "
-        "(one text per line; '-' reads standard input), or from standard input when neither is given. "
-        "Blank lines in a file are skipped; an empty argument is an error. Texts of any length are "
-        "accepted: a long one is cut to its head and tail, as in training."
-    )
-    parser.epilog = (
-        "output: one line per text, 'label<TAB>probability<TAB>text preview'; with --json one object per "
-        "line with text, label, probability (of that label), probabilities (per label), n_tokens (word "
-        "pieces before truncation), truncated, and line (for file input). Errors: one line on stderr, exit code 2."
-    )
-    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
-    parser.add_argument("--file", "-f", default=None, help="a UTF-8 text file with one text per line, or '-' for stdin")
-    parser.add_argument("--model", "-m", type=Path, default=None,
-                        help=f"a fine-tuned model folder (default: data/checkpoints/{MODEL_NAME}, "
-                             f"written by `bertedu finetune`)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per text (JSON lines)")
-    parser.add_argument("--encoding", default="utf-8", help="the encoding of --file / stdin (default: utf-8)")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
-
-
-@dataclass
-class InputText:
-    """A text to classify and where it came from (for messages and JSON output)."""
-
-    text: str
-    source: str  # "argument 2", "line 7 of reviews.txt", "line 3 of stdin"
-    line: int | None = None
-
-
-def decode_input(data: bytes, name: str, encoding: str = "utf-8") -> str:
-    """Bytes -> text, with an error that says where the bad byte is and what to do."""
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise ValueError(
-            f"{name} is not valid {encoding} text: byte 0x{data[error.start]:02x} at offset {error.start} "
-            f"(line {line}). Convert it first (e.g. `iconv -f latin1 -t utf-8 {name}`) or name its "
-            f"encoding with --encoding latin-1."
-        ) from None
-    except LookupError:
-        raise ValueError(f"Unknown encoding {encoding!r}: use a Python codec name such as utf-8 or latin-1.") from None
-
-
-def read_inputs(texts: Sequence[str], file: str | None, encoding: str = "utf-8",
-                stdin: Any = None) -> list[InputText]:
-    """Collect the texts to classify from arguments, a file or stdin (see ``configure_predict``)."""
-    stdin = stdin if stdin is not None else sys.stdin
-    inputs: list[InputText] = []
-    for i, text in enumerate(texts, start=1):
-        try:
-            text.encode("utf-8")  # undecodable argument bytes arrive as lone surrogates
-        except UnicodeEncodeError:
-            raise ValueError(f"Argument {i} is not valid UTF-8 text: pass it in a file with --file and "
-                             f"--encoding, or convert it with iconv.") from None
-        if not text.strip():
-            raise ValueError(f"Argument {i} is empty or only whitespace: there is nothing to classify.")
-        inputs.append(InputText(text, f"argument {i}"))
-    if file is None and not texts:
-        if getattr(stdin, "isatty", lambda: False)():
-            raise ValueError("No text to classify: give texts as arguments, --file FILE, or pipe them into "
-                             "standard input (one per line).")
-        file = "-"
-    if file is not None:
-        if file == "-":
-            name, data = "stdin", stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("utf-8")
-        else:
-            path = Path(file).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"No file {path}: give a text file with one text per line.")
-            name, data = str(path), path.read_bytes()
-        for number, line in enumerate(decode_input(data, name, encoding).splitlines(), start=1):
-            if line.strip():
-                inputs.append(InputText(line, f"line {number} of {name}", number))
-    if not inputs:
-        raise ValueError("No text to classify: the input holds only blank lines.")
-    return inputs
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    folder = args.model or checkpoints_dir(MODEL_NAME)
-    if args.model is None and not folder.is_dir():
-        raise FileNotFoundError(f"No fine-tuned model at {folder}. Train one with `bertedu finetune` "
-                                f"(quick mode: a few minutes on a CPU), or pass --model DIR.")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
-    inputs = read_inputs(args.texts, args.file, args.encoding)
-    classifier = SentimentClassifier.from_pretrained(folder)
-    try:
-        predictions = classifier.predict([item.text for item in inputs], batch_size=args.batch_size)
-    except TextError as error:  # e.g. a text with no tokens: name it by where it came from
-        raise ValueError(f"{inputs[error.index].source.capitalize()} {error.problem}") from None
-    for item, prediction in zip(inputs, predictions):
-        if args.json:
-            record = {"text": item.text, **asdict(prediction)}
-            if item.line is not None:
-                record["line"] = item.line
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            preview = " ".join(item.text.split())
-            preview = preview if len(preview) <= 70 else preview[:67] + "..."
-            print(f"{prediction.label}\t{prediction.probability:.3f}\t{preview}")
-    return 0
-
-
-__all__ = [
-    "BatchCollator",
-    "Example",
-    "Explanation",
-    "FinetuneSettings",
-    "LengthBucketedBatches",
-    "Prediction",
-    "SentimentClassifier",
-    "Truncation",
-    "accuracy",
-    "accuracy_by_length",
-    "attention_html",
-    "cls_attention",
-    "encode_reviews",
-    "encode_texts",
-    "finetune",
-    "finetune_settings",
-    "frozen_features",
-    "merge_word_pieces",
-    "most_confident_errors",
-    "pad_collate",
-    "padding_fraction",
-    "predict_proba",
-    "read_inputs",
-    "sentiment_playground",
-    "sorted_batches",
-    "truncate_head_tail",
-    "word_pieces",
-]
+    train_reviews, validation_reviews, test_reviews = sentiment_splits(settings)
+    log(f"Fine-tuning {checkpoint} on {len(train_reviews)} reviews ({truncation.describe()}, "
+        f"{settings.epochs} epochs, lr {settings.learning_rate:g}); validation {len(validation_reviews)}, "
+        f"test {len(test_reviews)}.")
+    train_examples, validation_examples, test_examples = (
+        encode_reviews(tokenizer, split.texts, split.labels, truncation)
+        for split in (train_reviews, validation_reviews, test_reviews))
+    run = run_finetuning(model, train_examples, validation_examples, test_examples, settings,
+                         pad_id=tokenizer.pad_token_id, device=device, progress=progress,
+                         checkpoint_dir=checkpoint_dir)
+    if output_dir is not None:
+        info = ClassifierInfo(max_length=truncation.max_length, head_tokens=truncation.head_tokens,
+                              base_checkpoint=str(checkpoint),
+                              metrics={"test_accuracy": run.scores.accuracy, "test_macro_f1": run.scores.macro_f1,
+                                       "n_test": len(test_reviews), "n_train": len(train_reviews)})
+        save_classifier(model.cpu(), output_dir, find_vocab(checkpoint), info)
+    return run

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bertedu.attention import MultiHeadSelfAttention
-from bertedu.files import write_json
 from bertedu.checkpoint import (
     CONFIG_NAME,
     SAFETENSORS_NAME,
@@ -38,6 +37,8 @@ from bertedu.checkpoint import (
     read_state_dict,
     save_state_dict,
 )
+from bertedu.errors import UserError, UserFileNotFoundError
+from bertedu.files import write_json
 
 # ---------------------------------------------------------------------------------------
 # Configuration
@@ -82,12 +83,12 @@ class BertConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
+            raise UserError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of "
                 f"num_attention_heads ({self.num_attention_heads})."
             )
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(
+            raise UserError(
                 f"hidden_act={self.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}."
             )
 
@@ -96,7 +97,7 @@ class BertConfig:
         """Build from a config.json dict; keys that are not fields (``use_cache``, ...) are ignored."""
         position_type = data.get("position_embedding_type", "absolute")
         if position_type != "absolute":
-            raise ValueError(
+            raise UserError(
                 f"position_embedding_type={position_type!r}: bertedu implements BERT's learned "
                 f"absolute positions only."
             )
@@ -114,7 +115,7 @@ class BertConfig:
         """The config.json of a checkpoint folder."""
         folder = Path(path).expanduser()
         if not (folder / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"No {CONFIG_NAME} in {folder}.")
+            raise UserFileNotFoundError(f"No {CONFIG_NAME} in {folder}.")
         return cls.from_dict(read_config_dict(folder))
 
     def to_dict(self) -> dict[str, Any]:
@@ -461,7 +462,7 @@ def encoder_weights(
     if problems:
         c = model.config
         layers = {int(m.group(1)) for key in renamed if (m := re.match(r"encoder\.layer\.(\d+)\.", key))}
-        raise ValueError(
+        raise UserError(
             f"The weights in {source} do not fit a BertModel built from its config.json:\n"
             + "\n".join(problems)
             + f"\nThe config says vocab_size={c.vocab_size}, hidden_size={c.hidden_size}, "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bertedu.errors import UserFileNotFoundError
+
 DATA_DIR_ENV = "BERTEDU_DATA_DIR"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -44,7 +46,7 @@ def checkpoints_dir(name: str | None = None) -> Path:
 def notebooks_dir() -> Path:
     root = repository_root()
     if root is None:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             "The notebooks ship with the course repository, not the installed package. "
             "Clone the course and run `make course` there."
         )

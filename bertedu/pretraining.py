@@ -18,7 +18,7 @@ starting point). The data side (sentences, pairs, ``mask_tokens``) lives in
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -30,7 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertedu.checkpoint import CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME, read_state_dict, save_state_dict
+from bertedu.checkpoint import (
+    CONFIG_NAME,
+    SAFETENSORS_NAME,
+    VOCAB_NAME,
+    read_state_dict,
+    save_state_dict,
+)
+from bertedu.errors import UserError
 from bertedu.files import atomic_write, write_json
 from bertedu.model import ACTIVATIONS, BertConfig, BertModel, init_bert_weights
 from bertedu.paths import checkpoints_dir
@@ -45,7 +52,8 @@ from bertedu.pretraining_data import (  # noqa: F401  (mask_tokens is part of th
     mask_tokens,
     split_sentences,
 )
-from bertedu.settings import mode_settings, pick
+from bertedu.settings import evaluating, is_quick, model_device
+from bertedu.settings import pick as pick_by_mode
 from bertedu.training import TrainingConfig, TrainingHistory, init_distributed, train
 
 PRETRAINED_NAME = "ch4-pretrained"  # chapter 5 looks here
@@ -185,7 +193,7 @@ class BertForPreTraining(nn.Module):
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k != "cls.predictions.decoder.weight"]
         if missing or unexpected:
-            raise ValueError(
+            raise UserError(
                 f"{folder} does not hold a BertForPreTraining: missing {missing[:6]}, unexpected "
                 f"{unexpected[:6]}. For an encoder without heads use BertModel.from_pretrained."
             )
@@ -247,9 +255,9 @@ class PretrainingSettings:
                           intermediate_size=self.intermediate_size, max_position_embeddings=self.max_seq_length)
 
 
-@mode_settings
-def pretraining_settings() -> PretrainingSettings:
-    """The chapter's settings for the current mode (``BERTEDU_QUICK``), or the one asked for."""
+def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
+    """The chapter's settings for quick or full mode (None: ``BERTEDU_QUICK`` decides)."""
+    pick = functools.partial(pick_by_mode, mode=is_quick(quick))
     return PretrainingSettings(
         n_reviews=pick(quick=3_000, full=24_000),
         n_validation=pick(quick=300, full=1_000),
@@ -296,9 +304,9 @@ def evaluate_pretraining(model: BertForPreTraining, dataset: PretrainingDataset,
     The masks of ``dataset`` are fixed (epoch 0), so every evaluation asks the same questions.
     """
     dataset.set_epoch(0)
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_count=0.0, nsp_loss=0.0, nsp_correct=0.0, nsp_count=0.0)
-    with torch.no_grad():
+    with evaluating(model):
         for start in range(0, len(dataset), batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             batch = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
@@ -324,13 +332,10 @@ def fill_mask(model: BertForPreTraining, tokenizer: Any, text: str, top_k: int =
     if tokenizer.mask_token not in text:
         raise ValueError(f"Put at least one {tokenizer.mask_token} in the text, e.g. 'this movie was [MASK] .'")
     encoded = tokenizer(text, return_tensors="pt", truncation=True, max_length=model.config.max_position_embeddings)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    device = model_device(model)
+    with evaluating(model):
         logits = model(encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device),
                        token_type_ids=encoded["token_type_ids"].to(device)).prediction_logits[0]  # (T, V)
-    model.train(was_training)
     guesses = []
     for position in (encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero().flatten().tolist():
         probs, ids = logits[position].float().softmax(-1).topk(top_k)
@@ -410,51 +415,3 @@ def pretrained_small_bert() -> Path:
     pretrain(pretraining_settings(quick=True), output_dir=folder,
              checkpoint_dir=checkpoints_dir(RUN_NAME + "-quick"), fresh=True)
     return folder
-
-
-# ---------------------------------------------------------------------------------------
-# Command line: bertedu pretrain
-# ---------------------------------------------------------------------------------------
-
-
-def configure_pretrain(parser: argparse.ArgumentParser) -> None:
-    from bertedu.cli import add_mode_flags
-
-    add_mode_flags(parser)
-    parser.add_argument("--output", type=Path, default=None,
-                        help=f"where the pre-trained model goes (default: data/checkpoints/{PRETRAINED_NAME})")
-    parser.add_argument("--run-dir", type=Path, default=None,
-                        help=f"resumable training checkpoints (default: data/checkpoints/{RUN_NAME}-<mode>)")
-    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
-    parser.add_argument("--max-steps", type=int, default=None, help="override the mode's number of optimizer steps")
-    parser.add_argument("--whole-word", action="store_true", help="mask whole words instead of word pieces")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-
-
-def run_pretrain(args: argparse.Namespace) -> int:
-    from bertedu.settings import describe_run, mode_name
-
-    settings = pretraining_settings()
-    if args.max_steps is not None:
-        if args.max_steps < 1:
-            raise ValueError(f"--max-steps must be at least 1; got {args.max_steps}.")
-        settings.training = replace(settings.training, max_steps=args.max_steps)
-    settings.whole_word = args.whole_word
-    output = args.output or checkpoints_dir(PRETRAINED_NAME)
-    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name()}")
-    rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
-        describe_run()
-        print(f"Checkpoints (resumable): {run_dir}\nModel: {output}")
-    run = pretrain(settings, output_dir=output, checkpoint_dir=run_dir, fresh=args.fresh, progress=not args.no_progress)
-    if rank == 0:
-        first, last = run.history.evals[0], run.history.evals[-1]
-        print(f"step {first['step']:>6}: " + _metrics_line(first))
-        print(f"step {last['step']:>6}: " + _metrics_line(last))
-        print(f"Saved the pre-trained model to {output}")
-    return 0
-
-
-def _metrics_line(row: dict[str, float]) -> str:
-    return (f"MLM loss {row['mlm_loss']:.3f}, MLM accuracy {row['mlm_accuracy']:.1%}, "
-            f"NSP loss {row['nsp_loss']:.3f}, NSP accuracy {row['nsp_accuracy']:.1%}")

@@ -12,13 +12,14 @@ flags ``--quick`` / ``--full`` set the same variable for the notebooks they run.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import random
-from typing import Callable, Iterator, TypeVar
+from typing import Iterator, TypeVar
 
 import numpy as np
 import torch
+
+from bertedu.errors import UserError
 
 QUICK_ENV = "BERTEDU_QUICK"
 DEVICE_ENV = "BERTEDU_DEVICE"
@@ -26,14 +27,20 @@ DEVICE_ENV = "BERTEDU_DEVICE"
 T = TypeVar("T")
 
 
-def is_quick() -> bool:
-    """True unless ``BERTEDU_QUICK`` is set to 0/false/no/full."""
+def is_quick(quick: bool | None = None) -> bool:
+    """``quick`` when given; otherwise True unless ``BERTEDU_QUICK`` is 0/false/no/full/off.
+
+    This is the one place the switch is read: settings functions take ``quick: bool | None``
+    and pass it here, so asking for another mode's settings never touches the environment.
+    """
+    if quick is not None:
+        return quick
     value = os.environ.get(QUICK_ENV, "1").strip().lower()
     return value not in {"0", "false", "no", "full", "off"}
 
 
-def mode_name() -> str:
-    return "quick" if is_quick() else "full"
+def mode_name(quick: bool | None = None) -> str:
+    return "quick" if is_quick(quick) else "full"
 
 
 def set_mode(quick: bool) -> None:
@@ -41,9 +48,12 @@ def set_mode(quick: bool) -> None:
     os.environ[QUICK_ENV] = "1" if quick else "0"
 
 
-def pick(*, quick: T, full: T) -> T:
-    """Choose a setting by mode: ``n_train = pick(quick=2_000, full=25_000)``."""
-    return quick if is_quick() else full
+def pick(*, quick: T, full: T, mode: bool | None = None) -> T:
+    """Choose a setting by mode: ``n_train = pick(quick=2_000, full=25_000)``.
+
+    ``mode`` is the quick flag a settings function was given (None: ``BERTEDU_QUICK``).
+    """
+    return quick if is_quick(mode) else full
 
 
 def select_device(preferred: str | None = None) -> torch.device:
@@ -56,7 +66,7 @@ def select_device(preferred: str | None = None) -> torch.device:
     if name:
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
+            raise UserError(
                 f"{DEVICE_ENV}={name!r} asks for CUDA, but torch sees no GPU "
                 f"(torch {torch.__version__}). Unset it to run on the CPU."
             )
@@ -88,43 +98,32 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def describe_run(device: torch.device | None = None) -> str:
+def describe_run(device: torch.device | None = None, quick: bool | None = None) -> str:
     """Print and return one line: mode, device, torch version and thread count."""
     device = device or select_device()
     where = device.type
     if device.type == "cuda":
         where += f" ({torch.cuda.get_device_name(device)}, bf16 autocast {'on' if bf16_supported(device) else 'off'})"
     line = (
-        f"bertedu run: {mode_name()} mode ({QUICK_ENV}={'1' if is_quick() else '0'}) | "
+        f"bertedu run: {mode_name(quick)} mode ({QUICK_ENV}={'1' if is_quick(quick) else '0'}) | "
         f"device: {where} | torch {torch.__version__} | {torch.get_num_threads()} CPU threads"
     )
     print(line)
     return line
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's parameters."""
+    return next(model.parameters()).device
+
+
 @contextlib.contextmanager
-def quick_mode(quick: bool) -> Iterator[None]:
-    """Temporarily switch mode (for tests and ``mode_settings``)."""
-    old = os.environ.get(QUICK_ENV)
-    set_mode(quick)
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Eval mode and no gradients inside the block; the model's earlier mode after it."""
+    was_training = model.training
+    model.eval()
     try:
-        yield
+        with torch.no_grad():
+            yield model
     finally:
-        if old is None:
-            os.environ.pop(QUICK_ENV, None)
-        else:
-            os.environ[QUICK_ENV] = old
-
-
-def mode_settings(make_settings: Callable[[], T]) -> Callable[..., T]:
-    """Decorate a chapter's settings function (written with ``pick``) so that it also takes
-    ``quick=True`` or ``quick=False``: the settings of that mode rather than the current one."""
-
-    @functools.wraps(make_settings)
-    def settings_for(quick: bool | None = None) -> T:
-        if quick is None:
-            return make_settings()
-        with quick_mode(quick):
-            return make_settings()
-
-    return settings_for
+        model.train(was_training)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from bertedu.checkpoint import VOCAB_NAME
+from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import write_text
 from bertedu.paths import data_dir
 
@@ -51,7 +52,7 @@ def find_vocab(path: str | os.PathLike) -> Path:
         return path
     if (path / VOCAB_NAME).is_file():
         return path / VOCAB_NAME
-    raise FileNotFoundError(
+    raise UserFileNotFoundError(
         f"No vocabulary at {path}: pass a {VOCAB_NAME} file or a folder that contains one."
     )
 
@@ -193,7 +194,7 @@ class BertTokenizer:
     def __init__(self, vocab: dict[str, int], lower_case: bool = True, model_max_length: int = 512) -> None:
         missing = [token for token in SPECIAL_TOKENS if token not in vocab]
         if missing:
-            raise ValueError(f"The vocabulary lacks the special token(s) {missing}.")
+            raise UserError(f"The vocabulary lacks the special token(s) {missing}.")
         self.vocab = vocab
         self.ids_to_tokens = {index: token for token, index in vocab.items()}
         self.lower_case = lower_case
@@ -344,7 +345,7 @@ def load_fast_tokenizer(path: str | os.PathLike, model_max_length: int = 512):
     )
     n_lines = len(load_vocab(vocab_path))
     if tokenizer.vocab_size != n_lines:
-        raise RuntimeError(
+        raise UserError(
             f"The fast tokenizer loaded {tokenizer.vocab_size} tokens from {vocab_path}, "
             f"which has {n_lines} lines."
         )

@@ -61,8 +61,10 @@ progress bar; the logged loss is the mean over processes.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,8 +77,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
+from bertedu.errors import UserError
 from bertedu.files import atomic_write, write_json
-from bertedu.settings import autocast, select_device
+from bertedu.settings import autocast, evaluating, select_device
 
 CHECKPOINT_NAME = "last.pt"
 BEST_NAME = "best.pt"
@@ -240,6 +243,23 @@ def atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def prepare_run_dir(run_dir: Path, description: dict[str, Any], fresh: bool) -> None:
+    """Make ``run_dir`` ready for a run described by ``description``.
+
+    A run resumes only from a checkpoint of the *same* run: the description (checkpoint,
+    data sizes, optimisation) is stored beside it and compared, since the loop itself can
+    only check the batch size.
+    """
+    stored = run_dir / "run.json"
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) != description:
+        raise UserError(f"{run_dir} holds a run with other settings (see {stored}). "
+                         f"Add --fresh to start over, or pass another --run-dir.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stored, description)
+
+
 def load_weights(model: nn.Module, checkpoint: Path) -> dict[str, Any]:
     """Load the model weights of ``last.pt`` or ``best.pt`` into ``model``; return the file's dict."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -291,12 +311,8 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
 
 
 def _run_evaluation(model: nn.Module, evaluate: Callable, device: torch.device, bf16: bool) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), autocast(device, enabled=bf16):
-        metrics = {name: float(value) for name, value in evaluate(model).items()}
-    model.train(was_training)
-    return metrics
+    with evaluating(model), autocast(device, enabled=bf16):
+        return {name: float(value) for name, value in evaluate(model).items()}
 
 
 def _is_better(value: float, best: float | None, greater: bool) -> bool:
@@ -341,7 +357,7 @@ def train(
     if checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_NAME).is_file():
         state = load_weights(model, checkpoint_dir / CHECKPOINT_NAME)
         if state["global_batch"] != global_batch:
-            raise ValueError(
+            raise UserError(
                 f"{checkpoint_dir} holds a run with a global batch of {state['global_batch']}, "
                 f"this one has {global_batch}: the data order would differ. Use the same "
                 "batch settings or a fresh checkpoint_dir."

@@ -15,10 +15,17 @@ Works with ``bertedu.BertModel`` and with ``transformers.BertModel`` (loaded wit
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import html
+from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from bertedu.metrics import SENTIMENT_LABELS
+
+if TYPE_CHECKING:
+    from bertedu.sentiment import Prediction, SentimentClassifier
 
 
 def run_with_attention(model: nn.Module, tokenizer: Any, text: str, text_pair: str | None = None,
@@ -146,3 +153,66 @@ def attention_explorer(model: nn.Module, tokenizer: Any, text: str = "The movie 
         control.observe(redraw, names="value")
     redraw()
     return widgets.VBox([text_box, widgets.HBox([layer, head]), output])
+
+
+# ---------------------------------------------------------------------------------------
+# Chapter 5: a classifier's attention, its errors, and the playground
+# ---------------------------------------------------------------------------------------
+
+
+def attention_html(words: Sequence[str], weights: Sequence[float], prediction: Prediction | None = None,
+                   title: str = "") -> str:
+    """The words with a red background as strong as ``[CLS]``'s attention to them."""
+    top = max(weights, default=1.0) or 1.0
+    spans = " ".join(
+        f'<span style="background: rgba(220, 40, 40, {w / top:.2f}); padding: 0 1px">{html.escape(word)}</span>'
+        for word, w in zip(words, weights)
+    )
+    header = html.escape(title)
+    if prediction is not None:
+        header += f" <b>predicted {html.escape(prediction.label)}</b> ({prediction.probability:.1%})"
+    return (f'<div style="font-family: sans-serif; font-size: 12px; line-height: 1.6; margin-bottom: 10px">'
+            f'<div>{header}</div>{spans}</div>')
+
+
+def plot_confusion_matrix(matrix: np.ndarray, label_names: Sequence[str] = SENTIMENT_LABELS,
+                          ax: Any = None, title: str | None = None) -> Any:
+    """Counts and row percentages (the share of each true class) in a heatmap."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(3.6, 3.2))[1]
+    shares = matrix / np.maximum(1, matrix.sum(axis=1, keepdims=True))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, f"{count}\n{shares[i, j]:.1%}", ha="center", va="center",
+                color="white" if shares[i, j] > 0.6 else "black", fontsize=9)
+    ticks = range(len(label_names))
+    ax.set_xticks(ticks, label_names)
+    ax.set_yticks(ticks, label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def sentiment_playground(classifier: SentimentClassifier, text: str = "The plot was thin, but the acting was superb.") -> Any:
+    """A text box: type a review, see the probability and ``[CLS]``'s attention per word.
+
+    ``classifier.explain(text).html()`` is the function behind it, callable directly.
+    """
+    import ipywidgets as widgets
+
+    box = widgets.Textarea(value=text, layout=widgets.Layout(width="100%", height="80px"),
+                           description="Review:", continuous_update=False)
+    output = widgets.HTML()
+
+    def redraw(_: Any = None) -> None:
+        if not box.value.strip():
+            output.value = "<i>Type a review above.</i>"
+            return
+        output.value = classifier.explain(box.value).html()
+
+    box.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([box, output])

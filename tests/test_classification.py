@@ -10,12 +10,11 @@ from bertedu.classification import (
     CLASSIFIER_NAME,
     BertForSequenceClassification,
     ClassifierInfo,
-    classification_scores,
-    confusion_matrix,
     load_classifier,
-    plot_confusion_matrix,
     save_classifier,
 )
+from bertedu.metrics import classification_scores, confusion_matrix
+from bertedu.viz import plot_confusion_matrix
 from bertedu.model import BertConfig, BertModel
 from bertedu.pretraining import BertForPreTraining
 

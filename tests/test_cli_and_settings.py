@@ -12,6 +12,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
 from bertedu import cli, course, settings
+from bertedu.commands import add_mode_flags
 
 
 def bertedu(*args: str) -> subprocess.CompletedProcess:
@@ -75,10 +76,11 @@ def test_quick_is_the_default_and_the_switch_works(monkeypatch):
     assert settings.is_quick() and settings.pick(quick=1, full=2) == 1
     monkeypatch.setenv(settings.QUICK_ENV, "0")
     assert not settings.is_quick() and settings.pick(quick=1, full=2) == 2
+    assert settings.is_quick(True) and not settings.is_quick(False)  # a flag given wins over the variable
+    assert settings.pick(quick=1, full=2, mode=True) == 1
     parser = argparse.ArgumentParser()
-    cli.add_mode_flags(parser)
-    cli.apply_mode_flags(parser.parse_args(["--quick"]))  # sets the variable child kernels inherit
-    assert settings.is_quick()
+    add_mode_flags(parser)
+    assert parser.parse_args(["--quick"]).quick is True and parser.parse_args([]).quick is None
 
 
 def test_device_selection(monkeypatch):
@@ -108,9 +110,3 @@ def test_seed_everything_makes_runs_repeat():
         return torch.randn(3).tolist(), torch.randint(0, 100, (3,), generator=generator).tolist(), random.random()
 
     assert draw() == draw()
-
-
-def test_a_command_whose_chapter_is_missing_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(cli.COMMANDS, "ghost", ("bertedu.ghost_chapter", "not written yet"))
-    assert cli.main(["ghost"]) == 2
-    assert "does not include bertedu.ghost_chapter yet" in capsys.readouterr().err

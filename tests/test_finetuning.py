@@ -13,14 +13,11 @@ from bertedu.finetuning import (
     LengthBucketedBatches,
     TextError,
     Truncation,
-    accuracy_by_length,
     encode_reviews,
     encode_texts,
     finetune,
     finetune_settings,
     frozen_features,
-    merge_word_pieces,
-    most_confident_errors,
     pad_collate,
     padding_fraction,
     predict_proba,
@@ -29,6 +26,8 @@ from bertedu.finetuning import (
     truncate_head_tail,
     word_pieces,
 )
+from bertedu.metrics import accuracy_by_length, most_confident_errors
+from bertedu.sentiment import merge_word_pieces
 from bertedu.model import BertConfig
 from bertedu.tokenization import load_fast_tokenizer
 

@@ -10,7 +10,9 @@ import torch
 
 from bertedu import cli
 from bertedu.classification import BertForSequenceClassification, ClassifierInfo, save_classifier
-from bertedu.finetuning import Example, SentimentClassifier, encode_texts, predict_proba, read_inputs
+from bertedu.commands.predict import read_inputs
+from bertedu.finetuning import Example, encode_texts, predict_proba
+from bertedu.sentiment import SentimentClassifier
 from bertedu.model import BertConfig, BertModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +205,7 @@ def test_finetune_command_saves_a_model_that_predict_uses(tmp_path, capsys, imdb
 def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_archive, monkeypatch):
     """`--checkpoint small` trains with `small_bert_settings` (fitted truncation, its epochs and
     rate); explicit flags still win. Training itself is replaced: only the settings are checked."""
+    import bertedu.commands.finetune as finetune_command
     import bertedu.finetuning as finetuning
 
     monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
@@ -210,7 +213,7 @@ def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_a
     BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32, max_position_embeddings=128)).save_pretrained(start)
     write_vocab(start)
-    monkeypatch.setattr(finetuning, "resolve_checkpoint", lambda name: start)
+    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name: start)
     seen = []
 
     class Stop(Exception):

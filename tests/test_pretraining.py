@@ -260,10 +260,11 @@ def test_pretrained_small_bert_trains_only_when_missing(tmp_path, monkeypatch, c
 def test_cli_rejects_bad_arguments():
     import argparse
 
-    from bertedu.pretraining import configure_pretrain, run_pretrain
+    from bertedu.commands import pretrain
+    from bertedu.errors import UserError
 
     parser = argparse.ArgumentParser()
-    configure_pretrain(parser)
+    pretrain.configure(parser)
     args = parser.parse_args(["--quick", "--max-steps", "0"])
-    with pytest.raises(ValueError, match="--max-steps"):
-        run_pretrain(args)
+    with pytest.raises(UserError, match="--max-steps"):
+        pretrain.run(args)

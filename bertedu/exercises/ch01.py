@@ -12,7 +12,14 @@ from typing import Callable
 
 import torch
 
-from bertedu.exercises import call_learner, compare_tensors, fail, not_implemented, passed, print_solution
+from bertedu.exercises import (
+    call_learner,
+    compare_tensors,
+    fail,
+    not_implemented,
+    passed,
+    print_solution,
+)
 
 # -- reference solutions ------------------------------------------------------------------
 

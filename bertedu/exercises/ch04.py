@@ -13,7 +13,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bertedu.exercises import ExerciseError, call_learner, compare_tensors, fail, not_implemented, passed, print_solution
+from bertedu.exercises import (
+    ExerciseError,
+    call_learner,
+    compare_tensors,
+    fail,
+    not_implemented,
+    passed,
+    print_solution,
+)
 
 # -- reference solutions ------------------------------------------------------------------
 

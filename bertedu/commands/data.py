@@ -1,0 +1,45 @@
+"""``bertedu data``: fetch or verify the IMDb dataset and print its split counts."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from bertedu.data import (
+    ARCHIVE_ENV,
+    KNOWN_ARCHIVES,
+    SPLITS,
+    cache_path,
+    download_archive,
+    explicit_source,
+    extract_archive,
+    file_sha256,
+    load_imdb,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--archive", help=f"archive or aclImdb/ folder (default: ${ARCHIVE_ENV}, cache, download)")
+    parser.add_argument("--extract", metavar="DIR", help="also extract the archive into DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    source = explicit_source(args.archive)
+    print(f"Source: {source or 'cache / download'}")
+    if source and source.is_file():
+        digest = file_sha256(source)
+        print(f"sha256: {digest} ({KNOWN_ARCHIVES.get(digest, 'not a known release: layout checked below')})")
+    had_cache = cache_path().is_file()
+    start = time.perf_counter()
+    splits = {split: load_imdb(split, archive=args.archive) for split in SPLITS}
+    how = "cache checked against the source" if had_cache else "parsed from the source, cache written"
+    print(f"Loaded {sum(map(len, splits.values())):,} reviews in {time.perf_counter() - start:.2f} s ({how})")
+    for split, reviews in splits.items():
+        positives = sum(reviews.labels)
+        print(f"  {split:5s}: {len(reviews):6,} reviews  ({positives:,} positive, {len(reviews) - positives:,} negative)")
+    print(f"Cache: {cache_path()}")
+    if args.extract:
+        if not (source and source.is_file()):
+            source = download_archive()
+        print(f"Extracted to {extract_archive(source, Path(args.extract))}")
+    return 0

@@ -1,0 +1,82 @@
+"""``bertedu finetune``: fine-tune a BERT checkpoint for IMDb sentiment (chapter 5).
+
+A thin layer over ``bertedu.finetuning.finetune_checkpoint``: arguments in, a resumable
+run folder, the classifier saved where ``bertedu predict`` looks for it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from bertedu.commands import add_mode_flags
+from bertedu.errors import UserError
+from bertedu.finetuning import (
+    MODEL_NAME,
+    RUN_NAME,
+    finetune_checkpoint,
+    finetune_settings,
+    small_bert_settings,
+)
+from bertedu.model import BertConfig
+from bertedu.paths import checkpoints_dir
+from bertedu.training import prepare_run_dir
+
+
+def resolve_checkpoint(name: str) -> Path:
+    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model) or a folder."""
+    if name == "default":
+        from bertedu.checkpoint import default_checkpoint
+
+        return default_checkpoint()
+    if name == "small":
+        from bertedu.pretraining import pretrained_small_bert
+
+        return pretrained_small_bert()
+    return Path(name).expanduser()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_mode_flags(parser)
+    parser.add_argument("--checkpoint", default="default",
+                        help="BERT to start from: 'default' (embedded all-MiniLM-L6-v2), 'small' (chapter 4's "
+                             "model) or a checkpoint folder (config.json, weights, vocab.txt)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help=f"where the fine-tuned model goes (default: data/checkpoints/{MODEL_NAME})")
+    parser.add_argument("--epochs", type=int, default=None, help="override the mode's number of epochs")
+    parser.add_argument("--n-train", type=int, default=None, help="override the mode's number of training reviews")
+    parser.add_argument("--learning-rate", type=float, default=None, help="override the mode's peak learning rate")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="resumable training checkpoints, one per epoch (default: data/checkpoints/"
+                             f"{RUN_NAME}-<mode>)")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bertedu.settings import describe_run, mode_name
+
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    settings = finetune_settings(args.quick)
+    if args.checkpoint == "small":
+        settings = small_bert_settings(settings, BertConfig.from_pretrained(checkpoint).max_position_embeddings)
+    for name, value in (("epochs", args.epochs), ("n_train", args.n_train), ("learning_rate", args.learning_rate)):
+        if value is not None:
+            if value <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive; got {value}.")
+            settings = replace(settings, **{name: value})
+    output = args.output or checkpoints_dir(MODEL_NAME)
+    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name(args.quick)}")
+    description = {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}
+    prepare_run_dir(run_dir, json.loads(json.dumps(description)), args.fresh)  # JSON round trip: tuples -> lists
+    describe_run(quick=args.quick)
+    started = time.perf_counter()
+    result = finetune_checkpoint(checkpoint, settings, output_dir=output, checkpoint_dir=run_dir,
+                                 progress=not args.no_progress)
+    minutes = (time.perf_counter() - started) / 60
+    print(f"Best validation accuracy {result.history.best['accuracy']:.1%} (step {int(result.history.best['step'])}).")
+    print(f"Test: {settings.n_test} reviews, {minutes:.1f} minutes in all\n{result.scores.report()}")
+    print(f"Saved the fine-tuned model to {output}\nTry it: bertedu predict --model {output} \"What a film!\"")
+    return 0
