@@ -5,7 +5,9 @@ import re
 import tomllib
 from pathlib import Path
 
-import yaml
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="pyyaml is a dev dependency (not on a bare GPU machine)")
 
 REPO = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}  # conda-forge's names for the same packages
