@@ -22,7 +22,7 @@ import functools
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,13 @@ from bertedu.pretraining_data import (  # noqa: F401  (mask_tokens is part of th
 )
 from bertedu.settings import evaluating, is_quick, model_device
 from bertedu.settings import pick as pick_by_mode
-from bertedu.training import TrainingConfig, TrainingHistory, init_distributed, train
+from bertedu.training import (
+    TrainingConfig,
+    TrainingHistory,
+    init_distributed,
+    prepare_run_dir,
+    train,
+)
 
 PRETRAINED_NAME = "ch4-pretrained"  # chapter 5 looks here
 RUN_NAME = "ch4-pretraining-run"    # training checkpoints (resume) live here
@@ -368,8 +374,9 @@ def pretrain(
     """Prepare data, build the model, train, save: what ``bertedu pretrain`` runs.
 
     Under ``torchrun`` each of the N processes takes 1/N of the global batch, so the run
-    follows the single-process curve. ``checkpoint_dir`` keeps resumable checkpoints
-    (``fresh=True`` deletes them first); rank 0 saves the model to ``output_dir``.
+    follows the single-process curve. ``checkpoint_dir`` keeps resumable checkpoints of
+    this run only (``prepare_run_dir``; ``fresh=True`` empties it first, if it is a run
+    folder); rank 0 saves the model to ``output_dir``.
     """
     import torch.distributed as dist
 
@@ -380,8 +387,10 @@ def pretrain(
         raise ValueError(f"The global batch of {config.batch_size} does not split over {world_size} processes; "
                          "pick a process count that divides it.")
     config = replace(config, batch_size=config.batch_size // world_size, progress=progress and config.progress)
-    if checkpoint_dir is not None and fresh and rank == 0:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if checkpoint_dir is not None and rank == 0:  # resume only this run; fresh: empty only a run folder
+        description = asdict(settings)
+        description["training"].pop("progress")
+        prepare_run_dir(checkpoint_dir, description, fresh)
     if rank == 0:  # the vocabulary is trained on first use: once, not by every process at once
         from bertedu.tokenization import imdb_wordpiece_vocab
         imdb_wordpiece_vocab(settings.vocab_size)

@@ -64,8 +64,9 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,13 @@ from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
 from bertedu.errors import UserError
-from bertedu.files import atomic_write, write_json
+from bertedu.files import (
+    TMP_SUFFIX,
+    atomic_write,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 from bertedu.settings import autocast, evaluating, select_device
 
 CHECKPOINT_NAME = "last.pt"
@@ -234,7 +241,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoints: tensors and plain data only
 # ---------------------------------------------------------------------------------------
 
 
@@ -243,28 +250,106 @@ def atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def prepare_run_dir(run_dir: Path, description: dict[str, Any], fresh: bool) -> None:
-    """Make ``run_dir`` ready for a run described by ``description``.
+def read_checkpoint(path: Path, keys: Sequence[str] = ("step", "model")) -> dict[str, Any]:
+    """The dict saved in ``last.pt`` or ``best.pt``, which must hold ``keys``.
 
-    A run resumes only from a checkpoint of the *same* run: the description (checkpoint,
-    data sizes, optimisation) is stored beside it and compared, since the loop itself can
-    only check the batch size.
+    Read with ``weights_only=True``: a ``.pt`` file is a pickle, and an ordinary unpickler
+    runs whatever code the file names. The weights-only reader accepts tensors, numbers,
+    strings, lists and dicts, all a checkpoint needs. Anything else is a ``UserError``.
     """
-    stored = run_dir / "run.json"
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if stored.is_file() and json.loads(stored.read_text(encoding="utf-8")) != description:
-        raise UserError(f"{run_dir} holds a run with other settings (see {stored}). "
-                         f"Add --fresh to start over, or pass another --run-dir.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(stored, description)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise _not_a_checkpoint(path, "it holds objects other than tensors and plain data, "
+                                      "and reading them could run code") from error
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        raise _not_a_checkpoint(path, f"it is damaged or not a PyTorch file ({type(error).__name__})") from error
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise _not_a_checkpoint(path, f"it has no {', '.join(missing)}")
+    return state
+
+
+def _not_a_checkpoint(path: Path, problem: str) -> UserError:
+    return UserError(f"{path} is not a bertedu training checkpoint: {problem}. Delete it, or start over "
+                     "with --fresh (or another --run-dir).")
 
 
 def load_weights(model: nn.Module, checkpoint: Path) -> dict[str, Any]:
     """Load the model weights of ``last.pt`` or ``best.pt`` into ``model``; return the file's dict."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
+    state = read_checkpoint(checkpoint)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise UserError(f"{checkpoint} holds weights that do not fit this model (another run's?). "
+                        "Start over with --fresh, or pass another --run-dir.") from error
     return state
+
+
+# ---------------------------------------------------------------------------------------
+# Run folders: what the command line may resume, and what --fresh may delete
+# ---------------------------------------------------------------------------------------
+
+RUN_MARKER = ".bertedu-run"      # written into every run folder this project creates
+DESCRIPTION_NAME = "run.json"    # the settings of the run, stored when it starts
+RUN_FILES = {RUN_MARKER, DESCRIPTION_NAME, CHECKPOINT_NAME, BEST_NAME, HISTORY_NAME}
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder this project made: it holds the marker, or (a
+    folder from before the marker) only the files a run writes, a checkpoint among them."""
+    if (folder / RUN_MARKER).is_file():
+        return True
+    names = {path.name for path in folder.iterdir()}
+    return bool(names & {DESCRIPTION_NAME, CHECKPOINT_NAME}) and all(
+        name in RUN_FILES or name.endswith(TMP_SUFFIX) for name in names)
+
+
+def prepare_run_dir(run_dir: str | Path, description: Mapping[str, Any], fresh: bool) -> None:
+    """Make ``run_dir`` ready for the run that ``description`` describes (plain data).
+
+    Call it once the run's arguments are known to be valid. A run resumes only from a
+    checkpoint of the *same* run: the description (checkpoint, data sizes, optimisation)
+    is stored beside it and compared, since the loop itself can only check the batch size.
+    ``fresh=True`` empties the folder first, and only a folder that ``is_run_folder``: any
+    other folder with files in it is left as it is, with a ``UserError``.
+    """
+    run_dir = Path(run_dir)
+    description = json.loads(json.dumps(description))  # plain JSON data: tuples become lists
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"The run folder {run_dir} is a file. Pass a new or empty folder as --run-dir.")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not is_run_folder(run_dir):
+        raise UserError(f"{run_dir} is not a bertedu run folder (it has no {RUN_MARKER} and holds other files), "
+                        "so it is left untouched. Pass a new or empty folder as --run-dir.")
+    if fresh and run_dir.is_dir():
+        _empty_folder(run_dir)
+    remove_stale_temporaries(run_dir)
+    stored = run_dir / DESCRIPTION_NAME
+    if stored.is_file() and _read_description(stored) != description:
+        raise UserError(f"{run_dir} holds a run with other settings (see {stored}). "
+                        f"Add --fresh to start over, or pass another --run-dir.")
+    if not stored.is_file() and (run_dir / CHECKPOINT_NAME).exists():
+        raise UserError(f"{run_dir} holds a {CHECKPOINT_NAME} but no {DESCRIPTION_NAME}, so nothing shows it "
+                        "comes from this run. Add --fresh to start over, or pass another --run-dir.")
+    write_text(run_dir / RUN_MARKER, "A bertedu training run: checkpoints that resume it. "
+                                     "--fresh may delete this folder.\n")
+    write_json(stored, description)
+
+
+def _read_description(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}). Add --fresh to start over, "
+                        "or pass another --run-dir.") from error
+
+
+def _empty_folder(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,8 +383,34 @@ def _barrier() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The loop
 # ---------------------------------------------------------------------------------------
+# The loop, step by step
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingRun:
+    """What the steps of one ``train`` call share: the loop's variables, by name."""
+
+    model: nn.Module                      # the bare model: clipped, evaluated, saved
+    optimizer: torch.optim.Optimizer
+    config: TrainingConfig
+    device: torch.device
+    global_batch: int                     # examples per optimizer step, all processes together
+    total_steps: int
+    checkpoint_dir: Path | None = None
+    rank: int = 0
+    world_size: int = 1
+    history: TrainingHistory = field(default_factory=TrainingHistory)
+    step: int = 0                         # optimizer steps taken so far
+    epoch: int = -1                       # the epoch train_data was last set to
+    forward_model: nn.Module | None = None  # what batches go through: the model, or DDP around it
+    best_weights: dict[str, torch.Tensor] | None = None  # kept in memory when there is no folder
+    bar: Any = None                       # the tqdm progress bar
+
+    def due(self, every: int) -> bool:
+        """Whether the step just taken is the last one or a multiple of ``every`` (0: never)."""
+        return self.step == self.total_steps or bool(every and self.step % every == 0)
 
 
 def _field(output: Any, name: str) -> torch.Tensor:
@@ -317,6 +428,153 @@ def _run_evaluation(model: nn.Module, evaluate: Callable, device: torch.device, 
 
 def _is_better(value: float, best: float | None, greater: bool) -> bool:
     return best is None or (value > best if greater else value < best)
+
+
+def start_run(model: nn.Module, train_data: Sequence[Any], config: TrainingConfig,
+              checkpoint_dir: str | Path | None, device: torch.device | None) -> TrainingRun:
+    """Sizes, device, optimizer; the state of ``last.pt`` if there is one; DDP; the bar."""
+    rank, world_size = _rank_and_world()
+    device = device or select_device()
+    if device.type == "cuda" and world_size > 1 and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    global_batch = config.global_batch_size(world_size)
+    steps_per_epoch(len(train_data), global_batch)  # fails early, with advice, on too little data
+    model.to(device)
+    run = TrainingRun(model, make_optimizer(model, config), config, device, global_batch,
+                      config.total_steps(len(train_data), world_size),
+                      Path(checkpoint_dir) if checkpoint_dir is not None else None, rank, world_size)
+    if run.checkpoint_dir is not None and rank == 0:
+        remove_stale_temporaries(run.checkpoint_dir)  # left by a write that was killed
+    resume(run)
+    # Several processes: DDP averages gradients across them during backward.
+    run.forward_model = model if world_size == 1 else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    run.forward_model.train()
+    run.bar = tqdm(total=run.total_steps, initial=run.step, desc="training",
+                   disable=not (config.progress and rank == 0))
+    return run
+
+
+def resume(run: TrainingRun) -> None:
+    """Continue from ``last.pt``, if there is one: it holds everything a step depends on."""
+    path = run.checkpoint_dir / CHECKPOINT_NAME if run.checkpoint_dir is not None else None
+    if path is None or not path.is_file():
+        return
+    state = load_weights(run.model, path)
+    if state.get("global_batch") != run.global_batch:
+        raise UserError(
+            f"{run.checkpoint_dir} holds a run with a global batch of {state.get('global_batch')}, "
+            f"this one has {run.global_batch}: the data order would differ. Use the same "
+            "batch settings or a fresh checkpoint_dir."
+        )
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.history = TrainingHistory.from_dict(state["history"])
+        run.step = int(state["step"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise _not_a_checkpoint(path, f"its optimizer state or history does not fit ({error!r})") from error
+    if run.rank == 0:  # printed even without a progress bar, so that a log shows it
+        print(f"Resuming from {path} at step {run.step} of {run.total_steps}.", flush=True)
+
+
+def micro_batches(run: TrainingRun, train_data: Sequence[Any], collate_fn: Callable) -> Iterator[Mapping[str, Any]]:
+    """This process's micro-batches of the step's global batch, collated one at a time."""
+    epoch, indices = global_batch_indices(run.step, len(train_data), run.global_batch, run.config.seed)
+    if epoch != run.epoch and hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(epoch)
+    run.epoch = epoch
+    mine = indices.view(run.world_size, run.config.grad_accumulation_steps, run.config.batch_size)[run.rank]
+    return (collate_fn([train_data[i] for i in micro.tolist()]) for micro in mine)
+
+
+def accumulate_gradients(run: TrainingRun, batches: Iterable[Mapping[str, Any]], track: Sequence[str]) -> torch.Tensor:
+    """Forward and backward on each micro-batch, the loss scaled by 1/k so that the summed
+    gradient is the gradient of the mean; DDP syncs on the last micro-batch only.
+
+    Returns the mean loss and tracked fields of this process, shape ``(1 + len(track),)``.
+    """
+    k = run.config.grad_accumulation_steps
+    logged = torch.zeros(1 + len(track), device=run.device)
+    for micro, batch in enumerate(batches):
+        sync = run.world_size == 1 or micro == k - 1
+        with contextlib.nullcontext() if sync else run.forward_model.no_sync():
+            with autocast(run.device, enabled=run.config.bf16):
+                output = run.forward_model(**_to_device(batch, run.device))
+            loss = _field(output, "loss")
+            (loss / k).backward()
+        values = [loss] + [_field(output, name) for name in track]
+        logged += torch.stack([v.detach().float() for v in values]) / k
+    return logged
+
+
+def optimizer_step(run: TrainingRun, train_data: Sequence[Any], collate_fn: Callable, track: Sequence[str]) -> None:
+    """One update: gradients of the step's global batch, clip, AdamW at this step's rate, log."""
+    config = run.config
+    batches = micro_batches(run, train_data, collate_fn)
+    torch.manual_seed(step_seed(config.seed, run.step, run.rank))  # dropout: replayable on resume
+    logged = accumulate_gradients(run, batches, track)
+    grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), config.max_grad_norm or float("inf"))
+    lr = config.learning_rate * lr_multiplier(run.step, config.warmup(run.total_steps), run.total_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    if run.world_size > 1:  # log the mean over processes
+        dist.all_reduce(logged)
+        logged /= run.world_size
+    row = {"step": run.step, "loss": logged[0].item(), "lr": lr, "grad_norm": float(grad_norm)}
+    run.history.train.append(row | {name: logged[i + 1].item() for i, name in enumerate(track)})
+    run.bar.update(1)
+    run.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.1e}")
+
+
+def evaluation_step(run: TrainingRun, evaluate: Callable[[nn.Module], Mapping[str, float]] | None) -> None:
+    """Rank 0 evaluates the bare model and, with ``keep_best``, keeps the best weights."""
+    if evaluate is None or run.rank != 0:
+        return
+    metrics = _run_evaluation(run.model, evaluate, run.device, run.config.bf16)
+    row = {"step": run.step, **metrics}
+    run.history.evals.append(row)
+    if run.config.progress:
+        run.bar.write(f"step {run.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if run.config.keep_best is not None:
+        keep_if_best(run, row, metrics)
+
+
+def keep_if_best(run: TrainingRun, row: dict[str, float], metrics: dict[str, float]) -> None:
+    """Write ``best.pt`` (or, without a folder, keep a copy in memory) on a new best score."""
+    name, config = run.config.keep_best, run.config
+    if name not in metrics:
+        raise ValueError(f"keep_best={name!r} is not among the metrics {sorted(metrics)}")
+    if not _is_better(metrics[name], (run.history.best or {}).get(name), config.greater_is_better):
+        return
+    run.history.best = row
+    if run.checkpoint_dir is not None:
+        atomic_save({"step": run.step, "metrics": metrics, "model": run.model.state_dict()},
+                    run.checkpoint_dir / BEST_NAME)
+    elif config.load_best_at_end:
+        run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+
+
+def save_checkpoint(run: TrainingRun) -> None:
+    """Rank 0 writes ``last.pt`` (all a resume needs) and ``history.json``; every rank waits."""
+    if run.checkpoint_dir is not None and run.rank == 0:
+        atomic_save({"step": run.step, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                     "history": run.history.to_dict(), "config": asdict(run.config),
+                     "global_batch": run.global_batch, "world_size": run.world_size},
+                    run.checkpoint_dir / CHECKPOINT_NAME)
+        write_json(run.checkpoint_dir / HISTORY_NAME, run.history.to_dict())
+    _barrier()
+
+
+def load_best_weights(run: TrainingRun) -> None:
+    """Put the best evaluation's weights back into the model (from ``best.pt`` or memory)."""
+    _barrier()
+    if run.checkpoint_dir is not None and (run.checkpoint_dir / BEST_NAME).is_file():
+        load_weights(run.model, run.checkpoint_dir / BEST_NAME)
+    elif run.best_weights is not None:  # single process without a checkpoint folder
+        run.model.load_state_dict(run.best_weights)
 
 
 def train(
@@ -337,137 +595,22 @@ def train(
     ``("mlm_loss", "nsp_loss")``). Each callback is called as ``callback(step, history)``
     after every optimizer step; raising ``StopTraining`` ends training cleanly.
     """
-    rank, world_size = _rank_and_world()
-    device = device or select_device()
-    if device.type == "cuda" and world_size > 1 and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    n_examples = len(train_data)
-    global_batch = config.global_batch_size(world_size)
-    steps_per_epoch(n_examples, global_batch)  # fails early, with advice, on too little data
-    total_steps = config.total_steps(n_examples, world_size)
-    warmup_steps = config.warmup(total_steps)
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    history = TrainingHistory()
-    start_step = 0
-
-    # 1. Resume: the last checkpoint holds everything a step depends on.
-    if checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_NAME).is_file():
-        state = load_weights(model, checkpoint_dir / CHECKPOINT_NAME)
-        if state["global_batch"] != global_batch:
-            raise UserError(
-                f"{checkpoint_dir} holds a run with a global batch of {state['global_batch']}, "
-                f"this one has {global_batch}: the data order would differ. Use the same "
-                "batch settings or a fresh checkpoint_dir."
-            )
-        optimizer.load_state_dict(state["optimizer"])
-        history = TrainingHistory.from_dict(state["history"])
-        start_step = state["step"]
-        if rank == 0 and config.progress:
-            print(f"Resuming from {checkpoint_dir / CHECKPOINT_NAME} at step {start_step} of {total_steps}.")
-
-    # 2. Several processes: DDP averages gradients across them during backward.
-    bare_model = model
-    if world_size > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    def save_checkpoint(step: int) -> None:
-        if checkpoint_dir is not None and rank == 0:
-            atomic_save({"step": step, "model": bare_model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "history": history.to_dict(), "config": asdict(config),
-                         "global_batch": global_batch, "world_size": world_size},
-                        checkpoint_dir / CHECKPOINT_NAME)
-            write_json(checkpoint_dir / HISTORY_NAME, history.to_dict())
-        _barrier()
-
-    best_in_memory: dict[str, torch.Tensor] | None = None  # best weights when there is no folder
-
-    def run_evaluation(step: int) -> None:
-        nonlocal best_in_memory
-        if evaluate is None or rank != 0:
-            return
-        metrics = _run_evaluation(bare_model, evaluate, device, config.bf16)
-        row = {"step": step, **metrics}
-        history.evals.append(row)
-        if config.progress:
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        if config.keep_best is not None:
-            if config.keep_best not in metrics:
-                raise ValueError(f"keep_best={config.keep_best!r} is not among the metrics {sorted(metrics)}")
-            if _is_better(metrics[config.keep_best], (history.best or {}).get(config.keep_best),
-                          config.greater_is_better):
-                history.best = row
-                if checkpoint_dir is not None:
-                    atomic_save({"step": step, "metrics": metrics, "model": bare_model.state_dict()},
-                                checkpoint_dir / BEST_NAME)
-                elif config.load_best_at_end:
-                    best_in_memory = {k: v.detach().to("cpu", copy=True) for k, v in bare_model.state_dict().items()}
-
-    bar = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.progress and rank == 0))
-    model.train()
-    if config.eval_at_start and start_step == 0:
-        run_evaluation(0)
-
-    current_epoch = -1
-    step = start_step
+    run = start_run(model, train_data, config, checkpoint_dir, device)  # resumes from last.pt
+    if config.eval_at_start and run.step == 0:
+        evaluation_step(run, evaluate)
     try:
-        while step < total_steps:
-            epoch, indices = global_batch_indices(step, n_examples, global_batch, config.seed)
-            if epoch != current_epoch and hasattr(train_data, "set_epoch"):
-                train_data.set_epoch(epoch)
-            current_epoch = epoch
-            torch.manual_seed(step_seed(config.seed, step, rank))  # dropout: replayable on resume
-
-            # 3. Forward/backward over this process's micro-batches; DDP syncs on the last.
-            my_indices = indices.view(world_size, config.grad_accumulation_steps, config.batch_size)[rank]
-            logged = torch.zeros(1 + len(track), device=device)
-            for micro, micro_indices in enumerate(my_indices):
-                batch = _to_device(collate_fn([train_data[i] for i in micro_indices.tolist()]), device)
-                last_micro = micro == config.grad_accumulation_steps - 1
-                no_sync = model.no_sync() if world_size > 1 and not last_micro else contextlib.nullcontext()
-                with no_sync:
-                    with autocast(device, enabled=config.bf16):
-                        output = model(**batch)
-                    loss = _field(output, "loss")
-                    (loss / config.grad_accumulation_steps).backward()
-                values = [loss] + [_field(output, name) for name in track]
-                logged += torch.stack([v.detach().float() for v in values]) / config.grad_accumulation_steps
-
-            # 4. Clip, set this step's learning rate, update.
-            grad_norm = nn.utils.clip_grad_norm_(bare_model.parameters(), config.max_grad_norm or float("inf"))
-            lr = config.learning_rate * lr_multiplier(step, warmup_steps, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-
-            # 5. Log the mean over processes, evaluate, checkpoint.
-            if world_size > 1:
-                dist.all_reduce(logged)
-                logged /= world_size
-            row = {"step": step, "loss": logged[0].item(), "lr": lr, "grad_norm": float(grad_norm)}
-            row.update({name: logged[i + 1].item() for i, name in enumerate(track)})
-            history.train.append(row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.1e}")
-            if step == total_steps or (config.eval_every and step % config.eval_every == 0):
-                run_evaluation(step)
-            if step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                save_checkpoint(step)
+        while run.step < run.total_steps:
+            optimizer_step(run, train_data, collate_fn, track)
+            if run.due(config.eval_every):
+                evaluation_step(run, evaluate)
+            if run.due(config.checkpoint_every):
+                save_checkpoint(run)
             for callback in callbacks:
-                callback(step, history)
+                callback(run.step, run.history)
     except StopTraining:
-        save_checkpoint(step)
+        save_checkpoint(run)
     finally:
-        bar.close()
-
+        run.bar.close()
     if config.load_best_at_end:
-        _barrier()
-        if checkpoint_dir is not None and (checkpoint_dir / BEST_NAME).is_file():
-            load_weights(bare_model, checkpoint_dir / BEST_NAME)
-        elif best_in_memory is not None:  # single process without a checkpoint folder
-            bare_model.load_state_dict(best_in_memory)
-    return history
+        load_best_weights(run)
+    return run.history

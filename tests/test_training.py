@@ -144,7 +144,7 @@ def test_interrupted_run_resumes_on_the_same_curve(tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(tiny_model(dropout=0.1), data, config, evaluate=evaluate, checkpoint_dir=tmp_path,
               track=("mlm_loss", "nsp_loss"), callbacks=[crash])
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 6
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 6
 
     resumed_model = tiny_model(seed=123, dropout=0.1)  # different init: the checkpoint must win
     resumed = train(resumed_model, data, config, evaluate=evaluate, checkpoint_dir=tmp_path,
@@ -167,22 +167,22 @@ def test_stop_training_writes_a_checkpoint(tmp_path):
                                                                     progress=False),
                     checkpoint_dir=tmp_path, callbacks=[stop])
     assert len(history.train) == 4
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 4
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 4
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     training.atomic_save({"step": 1}, path)
 
-    def broken_save(obj, handle):
-        handle.write(b"half a checkpoint")
+    def broken_save(obj, file):  # the atomic writer hands torch.save the temporary file's path
+        Path(file).write_bytes(b"half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(training.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         training.atomic_save({"step": 2}, path)
     monkeypatch.undo()
-    assert torch.load(path, weights_only=False) == {"step": 1}
+    assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 

@@ -6,11 +6,11 @@ run folder, the classifier saved where ``bertedu predict`` looks for it.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from bertedu.checkpoint import checkpoint_folder
 from bertedu.commands import add_mode_flags
 from bertedu.errors import UserError
 from bertedu.finetuning import (
@@ -22,6 +22,7 @@ from bertedu.finetuning import (
 )
 from bertedu.model import BertConfig
 from bertedu.paths import checkpoints_dir
+from bertedu.tokenization import find_vocab
 from bertedu.training import prepare_run_dir
 
 
@@ -69,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
             settings = replace(settings, **{name: value})
     output = args.output or checkpoints_dir(MODEL_NAME)
     run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name(args.quick)}")
-    description = {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}
-    prepare_run_dir(run_dir, json.loads(json.dumps(description)), args.fresh)  # JSON round trip: tuples -> lists
+    for check in (checkpoint_folder, BertConfig.from_pretrained, find_vocab):  # before the run folder is touched
+        check(checkpoint)
+    prepare_run_dir(run_dir, {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}, args.fresh)
     describe_run(quick=args.quick)
     started = time.perf_counter()
     result = finetune_checkpoint(checkpoint, settings, output_dir=output, checkpoint_dir=run_dir,
