@@ -16,6 +16,7 @@ from bertedu.data import (
     file_sha256,
     load_imdb,
 )
+from bertedu.errors import UserError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {split:5s}: {len(reviews):6,} reviews  ({positives:,} positive, {len(reviews) - positives:,} negative)")
     print(f"Cache: {cache_path()}")
     if args.extract:
-        if not (source and source.is_file()):
+        if source is not None and source.is_dir():
+            raise UserError(f"--extract needs an archive, and {source} is already an extracted folder.")
+        if source is None:
             source = download_archive()
         print(f"Extracted to {extract_archive(source, Path(args.extract))}")
     return 0
