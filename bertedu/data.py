@@ -630,8 +630,7 @@ def extract_archive(archive: Path, target: Path) -> Path:
     files, so it is an error that names it, and nothing is deleted.
     """
     target = Path(target).expanduser().absolute()
-    final = target / "aclImdb"
-    _refuse_to_replace(final)
+    final = check_extraction_target(target)
     with _writing_into_data_dir(target, "the extracted dataset"):
         target.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target, prefix=".extracting-"))
@@ -647,7 +646,7 @@ def extract_archive(archive: Path, target: Path) -> Path:
         if not (staging / "aclImdb").is_dir():
             raise ImdbDataError(f"{archive} holds no aclImdb/ folder: it is not the IMDb archive.")
         write_text(staging / "aclImdb" / EXTRACTED_MARKER, f"extracted by bertedu from {archive}\n")
-        _refuse_to_replace(final)  # again: it may have appeared while we extracted
+        check_extraction_target(target)  # again: it may have appeared while we extracted
         if final.exists():
             os.replace(final, staging / "previous")  # out of the way first, deleted below
         os.replace(staging / "aclImdb", final)
@@ -656,12 +655,15 @@ def extract_archive(archive: Path, target: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _refuse_to_replace(folder: Path) -> None:
+def check_extraction_target(target: Path) -> Path:
+    """``target/aclImdb``, after checking that extracting there deletes none of the user's files."""
+    folder = Path(target).expanduser().absolute() / "aclImdb"
     if folder.is_symlink() or (folder.exists() and not (folder / EXTRACTED_MARKER).is_file()):
         raise ImdbDataError(
             f"{folder} already exists and was not extracted by bertedu: it may hold your own "
             "files, so it is left alone. Move or delete it yourself, or extract somewhere else."
         )
+    return folder
 
 
 def _refuse_escape(member: tarfile.TarInfo, root: Path) -> None:

@@ -73,8 +73,8 @@ def data_check() -> Check:
     try:
         cache = data.cache_path()
         problem = data.cache_problem(cache)
-    except UserError as error:  # the data folder is unusable: reported by its own check
-        return Check("IMDb data", False, f"not checked: {error}", f"set {paths.DATA_DIR_ENV}")
+    except UserError:  # the data folder is unusable: its own check says why
+        return Check("IMDb data", False, "not checked: the data folder is unusable (see above)")
     except FileNotFoundError:
         return Check("IMDb data", False, "not downloaded yet",
                      f"run `bertedu data` (downloads 84 MB), or offline set {data.ARCHIVE_ENV}=/path/to/aclImdb_v1.tar.gz")
@@ -95,8 +95,8 @@ def checkpoint_checks() -> list[Check]:
     for name, what in COURSE_CHECKPOINTS.items():
         try:
             folder = paths.checkpoints_dir(name)
-        except UserError as error:
-            checks.append(Check(name, False, f"not checked: {error}", essential=False))
+        except UserError:
+            checks.append(Check(name, False, "not checked: the data folder is unusable (see above)", essential=False))
             continue
         present = (folder / "config.json").is_file()
         checks.append(Check(name, present, str(folder) if present else f"not trained yet: {what}", essential=False))
