@@ -400,6 +400,8 @@ def _write_cache(path: Path, metadata: dict, splits: RawSplits) -> None:
 
     with _writing_into_data_dir(path.parent, "the IMDb cache"):
         atomic_write(path, write)
+    for version in range(1, CACHE_VERSION):  # our own older caches: 67 MB each, never read again
+        path.with_name(f"reviews-v{version}.json").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -534,7 +536,11 @@ def _looks_truncated(error: OSError) -> bool:
 def _folder_files(folder: Path) -> Iterator[tuple[str, bytes]]:
     root = folder.parent if folder.name == "aclImdb" else folder
     for path in sorted((root / "aclImdb").glob("*/*/*.txt")):
-        yield path.relative_to(root).as_posix(), path.read_bytes()
+        try:
+            payload = path.read_bytes()
+        except OSError as error:
+            raise ImdbDataError(f"Cannot read {path} ({error.strerror}): check the folder's permissions.") from None
+        yield path.relative_to(root).as_posix(), payload
 
 
 def _folder_counts(splits: RawSplits) -> dict[str, int]:

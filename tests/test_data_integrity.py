@@ -136,7 +136,7 @@ def test_cache_edited_with_its_fingerprint_kept_is_rebuilt(isolated, capsys):
     cache.write_bytes(cache.read_bytes().replace(b"pos train review 0", b"pos train review X"))
     data._MEMO.clear()
     reviews = load_imdb("train", archive=archive)
-    assert [r.text for r in reviews if r.label == 1][0] == "pos train review 0\nline two"
+    assert next(r.text for r in reviews if r.label == 1) == "pos train review 0\nline two"
     note = capsys.readouterr().err.strip().splitlines()
     assert len(note) == 1 and "cache" in note[0] and "invalid" in note[0] and "rebuilding" in note[0]
     data._MEMO.clear()
