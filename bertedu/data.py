@@ -401,11 +401,12 @@ def _write_cache(path: Path, metadata: dict, splits: RawSplits) -> None:
     with _writing_into_data_dir(path.parent, "the IMDb cache"):
         atomic_write(path, write)
     for version in range(1, CACHE_VERSION):  # our own older caches: 67 MB each, never read again
-        path.with_name(f"reviews-v{version}.json").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.with_name(f"reviews-v{version}.json").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def _writing_into_data_dir(folder: Path, what: str) -> Iterator[None]:
+def _writing_into_data_dir(folder: Path, what: str, fix: str = "") -> Iterator[None]:
     """Turn "permission denied" / "read-only file system" while writing into a UserError."""
     try:
         yield
@@ -413,8 +414,8 @@ def _writing_into_data_dir(folder: Path, what: str) -> Iterator[None]:
         if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
             raise
         raise ImdbDataError(
-            f"Cannot write {what} into {folder} ({error.strerror}). Set {DATA_DIR_ENV} to a "
-            "folder you can write to."
+            f"Cannot write {what} into {folder} ({error.strerror}). "
+            + (fix or f"Set {DATA_DIR_ENV} to a folder you can write to.")
         ) from None
 
 
@@ -637,7 +638,7 @@ def extract_archive(archive: Path, target: Path) -> Path:
     """
     target = Path(target).expanduser().absolute()
     final = check_extraction_target(target)
-    with _writing_into_data_dir(target, "the extracted dataset"):
+    with _writing_into_data_dir(target, "the extracted dataset", "Extract into a folder you can write to."):
         target.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target, prefix=".extracting-"))
     try:
