@@ -12,16 +12,27 @@ The archive layout is ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``. Pars
 small files takes seconds, so it happens once: the reviews are written to one JSON cache
 file keyed by the source's fingerprint, and later loads read that file.
 
+Nothing damaged is taken for real. An archive is read to the end of its compressed stream
+(gzip, bz2 and xz keep a checksum there), and every source must hold the official counts:
+12,500 reviews per label per split. The cache stores a sha256 of its content and its
+structure is checked on every load; a cache that fails either is rebuilt from the source.
+
 Text cleaning happens in exactly one place, :func:`clean_review`.
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
+import errno
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import random
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -30,11 +41,11 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import BinaryIO, overload
 
 from bertedu.errors import UserError
-from bertedu.files import atomic_write
-from bertedu.paths import data_dir
+from bertedu.files import atomic_write, write_text
+from bertedu.paths import DATA_DIR_ENV, data_dir
 
 ARCHIVE_ENV = "BERTEDU_IMDB_ARCHIVE"
 URL_ENV = "BERTEDU_IMDB_URL"  # a mirror of the official archive
@@ -48,7 +59,12 @@ KNOWN_ARCHIVES = {
 SPLITS = ("train", "test")
 LABELS = {"neg": 0, "pos": 1}
 LABEL_NAMES = ("negative", "positive")
-CACHE_VERSION = 1
+EXPECTED_PER_LABEL = 12_500  # the official dataset: 12,500 reviews per label in each split
+CACHE_VERSION = 2  # v2: a header line with the content's sha256, then the reviews
+EXTRACTED_MARKER = ".bertedu-extracted"  # written into every aclImdb/ that extract_archive creates
+# The first bytes of the archives we can read: compressed with gzip, bz2 or xz, or a plain tar
+# (whose "ustar" magic sits at byte 257).
+_COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
 
 # aclImdb/train/pos/123_9.txt -> split, folder, id, rating (unsup/ and other files are skipped)
 _REVIEW_PATH = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
@@ -202,19 +218,54 @@ _MEMO = _Memo()
 
 
 def explicit_source(archive: str | os.PathLike[str] | None = None) -> Path | None:
-    """The archive or folder the user named (argument first, then the environment)."""
+    """The archive or folder the user named (argument first, then the environment).
+
+    Raises :class:`ImdbDataError` when it is missing, unreadable, empty or not an archive.
+    """
     named = archive or os.environ.get(ARCHIVE_ENV)
     if not named:
         return None
     path = Path(named).expanduser()
+    origin = "archive argument" if archive else ARCHIVE_ENV
     if not path.exists():
-        origin = "archive argument" if archive else ARCHIVE_ENV
         raise ImdbDataError(
             f"The IMDb source {str(path)!r} (from {origin}) does not exist. Point it at "
             "aclImdb_v1.tar.gz or at an extracted aclImdb/ folder, or unset it to use the "
             "cache or download the dataset."
         )
+    problem = source_problem(path)
+    if problem:
+        raise ImdbDataError(f"The IMDb source {str(path)!r} (from {origin}) {problem}.")
     return path
+
+
+def source_problem(path: Path) -> str | None:
+    """What is wrong with an archive or folder, from a cheap look (size, first bytes), or None.
+
+    The full check (the whole compressed stream and the review counts) happens when it is parsed.
+    """
+    try:
+        if path.is_dir():
+            with os.scandir(path):
+                pass
+            root = path.parent if path.name == "aclImdb" else path
+            missing = [f"aclImdb/{split}/{folder}/" for split in SPLITS for folder in LABELS
+                       if not (root / "aclImdb" / split / folder).is_dir()]
+            if missing:
+                return (f"is a folder without {', '.join(missing)}: point it at aclImdb_v1.tar.gz "
+                        "or at an extracted aclImdb/ folder")
+            return None
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as error:
+        return f"cannot be read ({error.strerror}): check its permissions"
+    if not head:
+        return ("is an empty file (0 bytes): an interrupted download? Delete it and point "
+                f"{ARCHIVE_ENV} at a complete aclImdb_v1.tar.gz")
+    if not any(head.startswith(magic) for magic in _COMPRESSED_MAGIC) and head[257:262] != b"ustar":
+        return ("is not a tar archive (neither gzip, bz2, xz nor plain tar): point it at "
+                "aclImdb_v1.tar.gz or at an extracted aclImdb/ folder")
+    return None
 
 
 def cache_path() -> Path:
@@ -223,40 +274,149 @@ def cache_path() -> Path:
 
 
 def read_reviews(source: Path | None = None) -> RawSplits:
-    """Every review of both splits, from the cache when it matches ``source``."""
+    """Every review of both splits, from the cache when it is valid and matches ``source``.
+
+    An invalid cache (damaged, edited, of the wrong shape) is treated as absent: it is rebuilt
+    from ``source`` (or the downloaded archive) with a one-line note on stderr.
+    """
     cache = cache_path()
     wanted = fingerprint(source) if source else None
-    cached = _read_cache(cache)
+    problem = None
+    try:
+        cached = _read_cache(cache)
+    except InvalidCacheError as error:
+        problem, cached = str(error), None
     if cached is not None and (wanted is None or cached["fingerprint"] == wanted):
         return cached["splits"]
     if source is None:
-        source = download_archive()
-        wanted = fingerprint(source)
+        try:
+            source = download_archive()
+        except ImdbDataError as error:
+            if problem:
+                raise ImdbDataError(f"The IMDb cache {cache} is invalid ({problem}) and there is no "
+                                    f"source to rebuild it from. {error}") from None
+            raise
+    if problem:
+        _note(f"the IMDb cache {cache} is invalid ({problem}); rebuilding it from {source}")
+    wanted = fingerprint(source)
     splits = parse_source(source)
-    _write_cache(cache, {"fingerprint": wanted, "source": str(source), "splits": splits})
+    _write_cache(cache, {"fingerprint": wanted, "source": str(source)}, splits)
     return splits
 
 
+class InvalidCacheError(Exception):
+    """The parsed cache cannot be trusted; the message says why. (Internal: it is rebuilt.)"""
+
+
+def _note(message: str) -> None:
+    print(f"bertedu: note: {message}", file=sys.stderr)
+
+
+def cache_problem(path: Path | None = None) -> str | None:
+    """What is wrong with the parsed cache (its header and checksum; no parsing), or None.
+
+    Raises FileNotFoundError when there is no cache.
+    """
+    try:
+        _read_cache_bytes(path or cache_path())
+    except InvalidCacheError as problem:
+        return str(problem)
+    return None
+
+
+def _read_cache_bytes(path: Path) -> tuple[dict, bytes]:
+    """The cache's header and its verified body (the reviews' JSON)."""
+    try:
+        with open(path, "rb") as f:
+            header_line = f.readline(1 << 16)
+            body = f.read()
+    except IsADirectoryError:
+        raise InvalidCacheError("it is a folder") from None
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise InvalidCacheError(f"cannot be read: {error.strerror}") from None
+    try:
+        header = json.loads(header_line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidCacheError("its first line is not the cache header") from None
+    if not isinstance(header, dict) or header.get("version") != CACHE_VERSION:
+        raise InvalidCacheError(f"not a version-{CACHE_VERSION} cache header")
+    if not isinstance(header.get("fingerprint"), str) or not isinstance(header.get("sha256"), str):
+        raise InvalidCacheError("its header lacks the source's fingerprint or the content's sha256")
+    if hashlib.sha256(body).hexdigest() != header["sha256"]:
+        raise InvalidCacheError("its content does not match its sha256: it was edited or damaged")
+    return header, body
+
+
 def _read_cache(path: Path) -> dict | None:
-    if not path.is_file():
+    """``{"fingerprint", "source", "splits"}`` from a valid cache; None when there is none."""
+    try:
+        header, body = _read_cache_bytes(path)
+    except FileNotFoundError:
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            cached = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # a damaged cache is rebuilt from the source, never trusted
-    if cached.get("version") != CACHE_VERSION:
-        return None
-    cached["splits"] = {k: [tuple(r) for r in v] for k, v in cached["splits"].items()}
-    return cached
+        splits = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidCacheError("its reviews are not valid JSON") from None
+    try:
+        splits = _checked_records(splits)
+    except TypeError as error:
+        raise InvalidCacheError(str(error)) from None
+    if problem := _count_problem(splits):
+        raise InvalidCacheError(problem)
+    return {"fingerprint": header["fingerprint"], "source": header.get("source"), "splits": splits}
 
 
-def _write_cache(path: Path, payload: dict) -> None:
+def _checked_records(splits: object) -> RawSplits:
+    """``{"train": [...], "test": [...]}`` of ``(label, review_id, rating, text)``, or TypeError."""
+    if not isinstance(splits, dict) or sorted(splits) != sorted(SPLITS):
+        raise TypeError(f"its reviews are not a mapping of {' and '.join(SPLITS)}")
+    checked: RawSplits = {}
+    for split in SPLITS:
+        records = splits[split]
+        if not isinstance(records, list):
+            raise TypeError(f"its {split} split is not a list")
+        try:
+            checked[split] = [(label, review_id, rating, text) for label, review_id, rating, text in records]
+        except (TypeError, ValueError):
+            raise TypeError(f"its {split} split holds records that are not [label, id, rating, text]") from None
+        for label, review_id, rating, text in checked[split]:
+            if (label not in (0, 1) or type(review_id) is not int or type(rating) is not int
+                    or not isinstance(text, str)):
+                raise TypeError(f"its {split} split holds a malformed record for review {review_id!r}")
+    return checked
+
+
+def _write_cache(path: Path, metadata: dict, splits: RawSplits) -> None:
+    """One header line (version, fingerprint, source, sha256 of the rest), then the reviews."""
+    body = json.dumps(splits).encode("utf-8")
+    header = {"version": CACHE_VERSION, **metadata, "sha256": hashlib.sha256(body).hexdigest()}
+
     def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"version": CACHE_VERSION, **payload}, f)
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(header).encode("utf-8") + b"\n")
+            f.write(body)
 
-    atomic_write(path, write)
+    with _writing_into_data_dir(path.parent, "the IMDb cache"):
+        atomic_write(path, write)
+    for version in range(1, CACHE_VERSION):  # our own older caches: 67 MB each, never read again
+        with contextlib.suppress(OSError):
+            path.with_name(f"reviews-v{version}.json").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _writing_into_data_dir(folder: Path, what: str, fix: str = "") -> Iterator[None]:
+    """Turn "permission denied" / "read-only file system" while writing into a UserError."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+            raise
+        raise ImdbDataError(
+            f"Cannot write {what} into {folder} ({error.strerror}). "
+            + (fix or f"Set {DATA_DIR_ENV} to a folder you can write to.")
+        ) from None
 
 
 def fingerprint(source: Path) -> str:
@@ -282,7 +442,7 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def parse_source(source: Path) -> RawSplits:
-    """Parse an archive or an extracted folder into raw records, checking the layout."""
+    """Parse an archive or an extracted folder into raw records, checking layout and counts."""
     files = _folder_files(source) if source.is_dir() else _archive_files(source)
     splits: RawSplits = {split: [] for split in SPLITS}
     for name, payload in files:
@@ -299,27 +459,77 @@ def parse_source(source: Path) -> RawSplits:
                 "dataset: download it again or point BERTEDU_IMDB_ARCHIVE at a good copy."
             ) from None
         splits[split].append((LABELS[folder], int(review_id), int(rating), text))
-    _check_layout(splits, source)
+    _check_counts(splits, source)
     for records in splits.values():
         records.sort(key=lambda r: (r[0], r[1]))  # archive order varies; ours must not
     return splits
 
 
 def _archive_files(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """Stream (name, bytes) of the archive's regular files, with a clear error if it is broken."""
+    """Stream (name, bytes) of the archive's review files; a clear error if it is damaged."""
+    with _verified_tar(archive) as tar:
+        for member in tar:
+            if member.isfile() and _REVIEW_PATH.search(member.name):
+                yield member.name, tar.extractfile(member).read()  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def _verified_tar(archive: Path) -> Iterator[tarfile.TarFile]:
+    """A TarFile over ``archive``, read front to back, that checks it was whole when the caller is done.
+
+    ``tarfile`` alone is not enough: it stops at the first damaged header *without an
+    error*, and it never reads the compressed stream to its end, where gzip (and bz2, xz)
+    keep the checksum and length of the data. So we decompress with the module that checks
+    them, and at the end read what is left after the last member: it must be the tar's zero
+    padding, the decompressor must reach the end of its stream with a good checksum, and
+    the whole file must have been read.
+    """
     try:
-        with tarfile.open(archive, mode="r|*") as tar:  # streaming: one pass, no seeking
-            for member in tar:
-                if member.isfile() and _REVIEW_PATH.search(member.name):
-                    yield member.name, tar.extractfile(member).read()  # type: ignore[union-attr]
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        size = archive.stat().st_size
+        # mode "r:" reads `stream` directly (faster than "r|", which adds a buffer of its own);
+        # the members are read in order, so every seek is forward.
+        with (open(archive, "rb") as raw, _decompressed(raw) as stream,
+              tarfile.open(fileobj=stream, mode="r:") as tar):
+            yield tar
+            # `stream` is now just after the header where iteration stopped: read it to the end,
+            # where the decompressor checks the CRC.
+            while chunk := stream.read(1 << 20):
+                if chunk.strip(b"\0"):
+                    raise _Damaged(f"the tar stream stops at a damaged header at byte {tar.offset:,} "
+                                   "of the uncompressed data, but more data follows it")
+            if raw.tell() != size:
+                raise _Damaged(f"only {raw.tell():,} of its {size:,} bytes belong to the archive")
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, _Damaged, OSError) as error:
         if isinstance(error, OSError) and not _looks_truncated(error):
             raise
+        detail = str(error) if isinstance(error, _Damaged) else f"{type(error).__name__}: {error}"
         raise ImdbDataError(
-            f"The archive {archive} is truncated or corrupt ({type(error).__name__}: {error}). "
+            f"The archive {archive} is truncated or corrupt ({detail}). "
             f"Delete it and run `bertedu data` to download it again, or point {ARCHIVE_ENV} "
             f"at a complete copy (the official file has sha256 {OFFICIAL_SHA256})."
         ) from None
+
+
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    """``raw`` read through the decompressor its first bytes name (or as is, for a plain tar).
+
+    The decompressors check the stream's checksum when they reach its end, and leave ``raw``
+    open when they are closed.
+    """
+    head = raw.read(6)
+    raw.seek(0)
+    kind = next((kind for magic, kind in _COMPRESSED_MAGIC.items() if head.startswith(magic)), "tar")
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bz2":
+        return bz2.BZ2File(raw)
+    if kind == "xz":
+        return lzma.LZMAFile(raw)
+    return raw
+
+
+class _Damaged(Exception):
+    """The archive's data does not end the way a whole archive ends."""
 
 
 def _looks_truncated(error: OSError) -> bool:
@@ -330,17 +540,41 @@ def _looks_truncated(error: OSError) -> bool:
 def _folder_files(folder: Path) -> Iterator[tuple[str, bytes]]:
     root = folder.parent if folder.name == "aclImdb" else folder
     for path in sorted((root / "aclImdb").glob("*/*/*.txt")):
-        yield path.relative_to(root).as_posix(), path.read_bytes()
+        try:
+            payload = path.read_bytes()
+        except OSError as error:
+            raise ImdbDataError(f"Cannot read {path} ({error.strerror}): check the folder's permissions.") from None
+        yield path.relative_to(root).as_posix(), payload
 
 
-def _check_layout(splits: RawSplits, source: Path) -> None:
-    missing = [f"aclImdb/{split}/{folder}/" for split in SPLITS for folder, label in LABELS.items()
-               if not any(r[0] == label for r in splits[split])]
+def _folder_counts(splits: RawSplits) -> dict[str, int]:
+    """Distinct reviews per folder: ``{"aclImdb/train/neg/": 12500, ...}``."""
+    return {f"aclImdb/{split}/{folder}/": len({r[1] for r in splits[split] if r[0] == label})
+            for split in SPLITS for folder, label in LABELS.items()}
+
+
+def _count_problem(splits: RawSplits) -> str | None:
+    """Which folders do not hold the official 12,500 distinct reviews, or None."""
+    counts = _folder_counts(splits)
+    wrong = [f"{folder} has {count:,}" for folder, count in counts.items() if count != EXPECTED_PER_LABEL]
+    if not wrong and sum(map(len, splits.values())) != sum(counts.values()):
+        wrong = ["some reviews are repeated"]
+    return f"{', '.join(wrong)}, expected {EXPECTED_PER_LABEL:,} distinct reviews each" if wrong else None
+
+
+def _check_counts(splits: RawSplits, source: Path) -> None:
+    """The official layout and counts: 12,500 distinct reviews per label in each split."""
+    missing = [folder for folder, count in _folder_counts(splits).items() if count == 0]
     if missing:
         raise ImdbDataError(
             f"{source} does not have the IMDb layout: no reviews under {', '.join(missing)}. "
             "Expected aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt as in the official "
             "aclImdb_v1.tar.gz: check that you pointed at the right file."
+        )
+    if problem := _count_problem(splits):
+        raise ImdbDataError(
+            f"{source} is not the complete IMDb dataset ({problem}): it is damaged or "
+            f"incomplete. Download it again or point {ARCHIVE_ENV} at a complete copy."
         )
 
 
@@ -364,7 +598,8 @@ def download_archive(url: str | None = None, sha256: str | None = None) -> Path:
                 f"or download it yourself and set {ARCHIVE_ENV}=/path/to/aclImdb_v1.tar.gz."
             )
 
-    atomic_write(target, fetch)
+    with _writing_into_data_dir(target.parent, "the downloaded archive"):
+        atomic_write(target, fetch)
     return target
 
 
@@ -398,25 +633,47 @@ def extract_archive(archive: Path, target: Path) -> Path:
 
     Refuses members whose path would land outside ``target`` (``../`` or absolute names,
     links pointing out), the classic tar-slip attack, and extracts into a temp folder that
-    is renamed at the end, so a failure leaves no half-extracted tree.
+    is renamed at the end, so a failure (or a damaged archive) leaves no half-extracted tree.
+
+    An existing ``target/aclImdb`` is replaced only if this function made it (it holds the
+    marker file ``.bertedu-extracted``); any other folder there may hold the user's own
+    files, so it is an error that names it, and nothing is deleted.
     """
-    target = Path(target).resolve()
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target, prefix=".extracting-"))
+    target = Path(target).expanduser().absolute()
+    final = check_extraction_target(target)
+    with _writing_into_data_dir(target, "the extracted dataset", "Extract into a folder you can write to."):
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target, prefix=".extracting-"))
     try:
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                _refuse_escape(member, staging)
-            tar.extractall(staging, filter="data")
-        final = target / "aclImdb"
+        root = staging.resolve()
+
+        def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+            _refuse_escape(member, root)
+            return tarfile.data_filter(member, path)
+
+        with _verified_tar(archive) as tar:
+            tar.extractall(staging, filter=safe)
+        if not (staging / "aclImdb").is_dir():
+            raise ImdbDataError(f"{archive} holds no aclImdb/ folder: it is not the IMDb archive.")
+        write_text(staging / "aclImdb" / EXTRACTED_MARKER, f"extracted by bertedu from {archive}\n")
+        check_extraction_target(target)  # again: it may have appeared while we extracted
         if final.exists():
-            shutil.rmtree(final)
+            os.replace(final, staging / "previous")  # out of the way first, deleted below
         os.replace(staging / "aclImdb", final)
         return final
-    except (tarfile.TarError, EOFError, zlib.error) as error:
-        raise ImdbDataError(f"Could not extract {archive}: it is truncated or corrupt ({error}).") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_extraction_target(target: Path) -> Path:
+    """``target/aclImdb``, after checking that extracting there deletes none of the user's files."""
+    folder = Path(target).expanduser().absolute() / "aclImdb"
+    if folder.is_symlink() or (folder.exists() and not (folder / EXTRACTED_MARKER).is_file()):
+        raise ImdbDataError(
+            f"{folder} already exists and was not extracted by bertedu: it may hold your own "
+            "files, so it is left alone. Move or delete it yourself, or extract somewhere else."
+        )
+    return folder
 
 
 def _refuse_escape(member: tarfile.TarInfo, root: Path) -> None:

