@@ -179,12 +179,18 @@ def chunks(items: Iterable[InputText], size: int) -> Iterator[list[InputText]]:
         yield chunk
 
 
+LINE_SEPARATOR_ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
+
 def print_prediction(item: InputText, prediction: Prediction, as_json: bool) -> None:
     if as_json:
         record = {"text": item.text, **asdict(prediction)}
         if item.line is not None:
             record["line"] = item.line
-        print(json.dumps(record, ensure_ascii=False))
+        # Escape the line separators that JSON allows raw: readers that split with str.splitlines
+        # (or JavaScript before ES2019) would cut the record there.
+        line = json.dumps(record, ensure_ascii=False)
+        print(line.translate(LINE_SEPARATOR_ESCAPES))
     else:
         preview = " ".join(item.text.split())
         preview = preview if len(preview) <= 70 else preview[:67] + "..."
