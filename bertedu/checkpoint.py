@@ -141,7 +141,7 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         else:
             # weights_only=True: a .bin file is a pickle, and unpickling may run code.
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # every reader error means the same: the file is not usable weights
+    except Exception as error:  # noqa: BLE001 (any reader error means the same: not usable weights)
         size = path.stat().st_size
         detail = " ".join(str(error).split()).split(". ")[0][:120]  # torch's long advice does not apply
         raise UserError(

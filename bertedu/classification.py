@@ -278,7 +278,11 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     not a checkpoint, holds an encoder without a classification head, has a damaged
     config.json / classifier.json / weights file, or a vocab.txt other than the one saved.
     """
-    from bertedu.tokenization import check_vocab_size, read_vocab_tokens, vocab_fingerprint
+    from bertedu.tokenization import (
+        check_vocab_size,
+        read_vocab_tokens,
+        vocab_fingerprint,
+    )
 
     folder = checkpoint_folder(folder)
     config = read_config_dict(folder)
@@ -298,8 +302,8 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     else:  # a transformers classifier: take the labels from its config
         info = ClassifierInfo(labels=labels_from_config(config, folder / CONFIG_NAME))
     tokens = read_vocab_tokens(folder)
-    check_vocab_size(len(tokens), folder / VOCAB_NAME, BertConfig.from_dict(config, source=folder / CONFIG_NAME).vocab_size,
-                     folder / CONFIG_NAME)
+    vocab_size = BertConfig.from_dict(config, source=folder / CONFIG_NAME).vocab_size
+    check_vocab_size(len(tokens), folder / VOCAB_NAME, vocab_size, folder / CONFIG_NAME)
     if info.vocab_sha256 and vocab_fingerprint(tokens) != info.vocab_sha256:
         raise UserError(
             f"{folder / VOCAB_NAME} is not the vocabulary this classifier was saved with: its tokens or their "
@@ -319,7 +323,8 @@ def labels_from_config(config: dict, source: Path) -> list[str]:
         return list(SENTIMENT_LABELS)
     if not isinstance(id2label, dict) or set(id2label) != {str(i) for i in range(len(id2label))} or not all(
             isinstance(name, str) for name in id2label.values()):
-        raise UserError(f"{source}: id2label must map \"0\", \"1\", ... to label names; got {json.dumps(id2label)[:120]}.")
+        raise UserError(f"{source}: id2label must map \"0\", \"1\", ... to label names; "
+                        f"got {json.dumps(id2label)[:120]}.")
     return [id2label[str(i)] for i in range(len(id2label))]
 
 

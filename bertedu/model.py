@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ class BertConfig:
                 f"num_attention_heads ({self.num_attention_heads})."
             )
         if self.pad_token_id >= self.vocab_size:
-            raise UserError(f"pad_token_id ({self.pad_token_id}) must be a token id below vocab_size ({self.vocab_size}).")
+            raise UserError(f"pad_token_id ({self.pad_token_id}) must be a token id below "
+                            f"vocab_size ({self.vocab_size}).")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: object = None) -> BertConfig:
@@ -157,7 +159,7 @@ def _field_problem(name: str, type_name: str, value: Any) -> str | None:
         if value < 0:
             return f"{name} must not be negative; got {value}."
     elif type_name == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return f"{name} must be a number; got {_show(value)}."
         if name in PROBABILITY_FIELDS and not 0 <= value < 1:
             return f"{name} is a dropout probability and must lie in [0, 1); got {value}."

@@ -14,7 +14,12 @@ import torch
 
 from bertedu import cli
 from bertedu.checkpoint import default_checkpoint
-from bertedu.classification import BertForSequenceClassification, ClassifierInfo, load_classifier, save_classifier
+from bertedu.classification import (
+    BertForSequenceClassification,
+    ClassifierInfo,
+    load_classifier,
+    save_classifier,
+)
 from bertedu.errors import UserError
 from bertedu.model import BertConfig, BertModel
 from bertedu.sentiment import SentimentClassifier
@@ -75,7 +80,8 @@ def shuffled(lines, keep=0, seed=0):
 def test_vocab_of_the_wrong_size_names_both_numbers_and_the_files(model_dir, tmp_path, capsys):
     folder = variant(model_dir, tmp_path / "m", vocab_txt="".join(REAL_LINES[:3000]))
     assert_one_line_error(*predict(capsys, "--model", folder, "a fine film"),
-                          f"{folder / 'vocab.txt'} has 3,000 tokens", f"{folder / 'config.json'} says vocab_size=30,522")
+                          f"{folder / 'vocab.txt'} has 3,000 tokens",
+                          f"{folder / 'config.json'} says vocab_size=30,522")
     # The same for a checkpoint folder, as `bertedu finetune --checkpoint DIR` reads one.
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
@@ -265,7 +271,8 @@ def test_chunked_predictions_equal_one_pass(model_dir, tmp_path, capsys):
     rng = random.Random(0)
     texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(45)]
     (tmp_path / "reviews.txt").write_text("\n".join(texts), encoding="utf-8")
-    code, out, _ = predict(capsys, "--model", model_dir, "--json", "--batch-size", "2", "--file", tmp_path / "reviews.txt")
+    code, out, _ = predict(capsys, "--model", model_dir, "--json", "--batch-size", "2",
+                           "--file", tmp_path / "reviews.txt")
     assert code == 0
     classifier = SentimentClassifier.from_pretrained(model_dir, device=torch.device("cpu"))
     expected = classifier.predict(texts, batch_size=64)
@@ -322,13 +329,15 @@ def tiny():
 
 @pytest.mark.parametrize("inputs, message", [
     (dict(input_ids=torch.zeros(2, 0, dtype=torch.long)), r"input_ids has shape \(2, 0\): sequences of length 0"),
-    (dict(input_ids=torch.tensor([[2, 5, 3]], dtype=torch.uint8)), r"integer token ids; got dtype torch\.uint8.*0\.\.255"),
+    (dict(input_ids=torch.tensor([[2, 5, 3]], dtype=torch.uint8)),
+     r"integer token ids; got dtype torch\.uint8.*0\.\.255"),
     (dict(input_ids=torch.tensor([[2, 5, 3]], dtype=torch.int16)), r"integer token ids; got dtype torch\.int16"),
     (dict(input_ids=torch.tensor([[2, 5, 3]]), token_type_ids=torch.zeros(1, 3, dtype=torch.uint8)),
      r"token_type_ids must hold integer token ids; got dtype torch\.uint8"),
     (dict(input_ids=torch.tensor([[2, 5, 3]]), labels=torch.tensor([2])),
      r"labels\[0\] = 2 is outside \[0, 1\]: the head has 2 classes"),
-    (dict(input_ids=torch.tensor([[2, 5, 3], [2, 6, 3]]), labels=torch.tensor([1, -1])), r"labels\[1\] = -1 is outside"),
+    (dict(input_ids=torch.tensor([[2, 5, 3], [2, 6, 3]]), labels=torch.tensor([1, -1])),
+     r"labels\[1\] = -1 is outside"),
     (dict(input_ids=torch.tensor([[2, 5, 3]]), labels=torch.tensor([1.0])), r"labels must hold integer class ids"),
 ])
 def test_bad_model_inputs_and_labels_are_value_errors_that_name_the_problem(tiny, inputs, message):

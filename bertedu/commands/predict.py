@@ -88,7 +88,8 @@ class LineReader:
         try:
             self.decoder = codecs.getincrementaldecoder(encoding)()
         except LookupError:
-            raise UserError(f"Unknown encoding {encoding!r}: use a Python codec name such as utf-8 or latin-1.") from None
+            raise UserError(f"Unknown encoding {encoding!r}: use a Python codec name such as utf-8 "
+                            f"or latin-1.") from None
         self.stream, self.name, self.encoding = stream, name, encoding
         self.position = 0
 
