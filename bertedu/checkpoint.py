@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bertedu.errors import UserFileNotFoundError
+from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import atomic_write
 
 CONFIG_NAME = "config.json"
@@ -103,21 +103,55 @@ def weights_file(folder: Path) -> Path:
     )
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (``{...}``); a ``UserError`` naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                        f"{error.start}): it is damaged or not a JSON file.") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a JSON file.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}. "
+                        f"Fix or restore the file.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object ({{...}}); it holds a {type(data).__name__}.")
+    return data
+
+
 def read_config_dict(folder: Path) -> dict[str, Any]:
-    """config.json as a dict."""
-    with open(folder / CONFIG_NAME, encoding="utf-8") as file:
-        return json.load(file)
+    """config.json as a dict (a ``UserError`` naming the file when it is not a JSON object)."""
+    return read_json_object(folder / CONFIG_NAME)
 
 
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor in the folder's weights file, on the CPU, by name."""
-    path = weights_file(folder)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Every tensor in the folder's weights file, on the CPU, by name.
 
-        return load_file(path, device="cpu")
-    # weights_only=True: a .bin file is a pickle, and unpickling may run code.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    A damaged file (empty, truncated, not a weights file) is a ``UserError`` that names it.
+    """
+    path = weights_file(folder)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            # weights_only=True: a .bin file is a pickle, and unpickling may run code.
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 (any reader error means the same: not usable weights)
+        size = path.stat().st_size
+        detail = " ".join(str(error).split()).split(". ")[0][:120]  # torch's long advice does not apply
+        raise UserError(
+            f"{path} ({size:,} bytes) cannot be read as weights: {type(error).__name__}: {detail}. "
+            f"The file is damaged or incomplete (an interrupted download or copy?): copy it again."
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} does not hold a dict of named tensors ({type(state).__name__}): "
+                        f"it is not a model's weights file.")
+    return state
 
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> None:

@@ -27,9 +27,10 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,6 +40,7 @@ from bertedu.checkpoint import (
     VOCAB_NAME,
     checkpoint_folder,
     read_config_dict,
+    read_json_object,
     read_state_dict,
     save_state_dict,
 )
@@ -107,9 +109,7 @@ class BertForSequenceClassification(nn.Module):
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, C)
         loss = None
         if labels is not None:
-            if labels.shape != logits.shape[:1]:
-                raise ValueError(f"labels must have shape ({logits.size(0)},), one class per sequence; "
-                                 f"got {tuple(labels.shape)}.")
+            check_labels(labels, logits.size(0), self.num_labels)
             # float(): under bf16 autocast the logits are bf16; the loss is computed in fp32.
             loss = F.cross_entropy(logits.float(), labels)
         return SequenceClassifierOutput(loss, logits, out.attentions)
@@ -157,6 +157,25 @@ class BertForSequenceClassification(nn.Module):
         return folder
 
 
+def check_labels(labels: Tensor, batch_size: int, num_labels: int) -> None:
+    """Raise a ValueError naming the problem unless ``labels`` is ``(B,)`` class ids in ``[0, C)``.
+
+    Cross-entropy would raise an IndexError ("Target 2 is out of bounds") on the CPU and a
+    device-side assertion that stops the process on a GPU.
+    """
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"labels must be a tensor of class ids; got {type(labels).__name__}.")
+    if labels.shape != (batch_size,):
+        raise ValueError(f"labels must have shape ({batch_size},), one class per sequence; got {tuple(labels.shape)}.")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must hold integer class ids; got dtype {labels.dtype}. Convert with labels.long().")
+    bad = (labels < 0) | (labels >= num_labels)
+    if bool(bad.any()):
+        index = int(bad.nonzero()[0, 0])
+        raise ValueError(f"labels[{index}] = {int(labels[index])} is outside [0, {num_labels - 1}]: the head has "
+                         f"{num_labels} classes ({int(bad.sum())} label(s) out of range in all).")
+
+
 def default_label_names(num_labels: int) -> tuple[str, ...]:
     return SENTIMENT_LABELS if num_labels == 2 else tuple(f"LABEL_{i}" for i in range(num_labels))
 
@@ -181,15 +200,70 @@ class ClassifierInfo:
     base_checkpoint: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     task: str = "sequence-classification"
+    # SHA-256 of the vocabulary's tokens in order (``vocab_fingerprint``), set by
+    # ``save_classifier``: a vocab.txt reordered later is refused. "" = not recorded.
+    vocab_sha256: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.labels, tuple):
+            self.labels = list(self.labels)
+        problem = classifier_info_problem(self)
+        if problem:
+            raise UserError(problem)
+
+    @classmethod
+    def from_json_file(cls, path: Path) -> ClassifierInfo:
+        """Read classifier.json; wrong keys, types or values are a ``UserError`` naming the file."""
+        data = read_json_object(path)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(data.keys() - known)
+        if unknown:
+            raise UserError(f"{path} has unknown key(s) {unknown}; a {CLASSIFIER_NAME} holds {sorted(known)}. "
+                            f"Fix the key names, or save the classifier again.")
+        try:
+            return cls(**data)
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from None
+
+
+def classifier_info_problem(info: ClassifierInfo) -> str | None:
+    """What is wrong with the fields of ``info`` (as read from classifier.json), or None."""
+    labels = info.labels
+    if not isinstance(labels, list) or not all(isinstance(name, str) and name for name in labels):
+        return f"labels must be a list of label names (strings); got {json.dumps(labels)}."
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        return f"labels must name at least 2 different classes; got {json.dumps(labels)}."
+    for name in ("max_length", "head_tokens"):
+        value = getattr(info, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name} must be a whole number; got {json.dumps(value)}."
+    if info.max_length < 3:
+        return f"max_length={info.max_length}: need room for [CLS], [SEP] and one token."
+    if not 0 <= info.head_tokens <= info.max_length - 2:
+        return f"head_tokens={info.head_tokens} must lie in [0, max_length - 2 = {info.max_length - 2}]."
+    for name in ("base_checkpoint", "task", "vocab_sha256"):
+        if not isinstance(getattr(info, name), str):
+            return f"{name} must be a string; got {json.dumps(getattr(info, name))}."
+    if info.task != "sequence-classification":
+        return f"task={info.task!r}: bertedu predicts only 'sequence-classification'."
+    metrics = info.metrics
+    if not isinstance(metrics, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()):
+        return f"metrics must be an object of numbers; got {json.dumps(metrics)}."
+    return None
 
 
 def save_classifier(model: BertForSequenceClassification, folder: str | os.PathLike, vocab_file: str | os.PathLike,
                     info: ClassifierInfo) -> Path:
     """Save a fine-tuned classifier: weights, config, vocab.txt and the ``classifier.json`` marker.
 
-    The marker is written last, so a folder that has it is complete.
+    The marker records the vocabulary's fingerprint and is written last, so a folder that
+    has it is complete.
     """
+    from bertedu.tokenization import read_vocab_tokens, vocab_fingerprint
+
     folder = Path(folder)
+    info = replace(info, vocab_sha256=vocab_fingerprint(read_vocab_tokens(vocab_file)))
     model.save_pretrained(folder, info.labels)
     if Path(vocab_file).resolve() != (folder / VOCAB_NAME).resolve():
         atomic_write(folder / VOCAB_NAME, lambda tmp: shutil.copyfile(vocab_file, tmp))
@@ -201,31 +275,57 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     """Load a folder written by ``save_classifier`` (or a transformers classifier folder).
 
     Raises FileNotFoundError / ValueError with what to do when the folder is missing, is
-    not a checkpoint, or holds an encoder without a classification head.
+    not a checkpoint, holds an encoder without a classification head, has a damaged
+    config.json / classifier.json / weights file, or a vocab.txt other than the one saved.
     """
+    from bertedu.tokenization import (
+        check_vocab_size,
+        read_vocab_tokens,
+        vocab_fingerprint,
+    )
+
     folder = checkpoint_folder(folder)
-    has_head = any(key.startswith("classifier.") for key in read_state_dict(folder))
-    if not has_head:
-        architectures = read_config_dict(folder).get("architectures") or ["a BERT encoder"]
+    config = read_config_dict(folder)
+    state = read_state_dict(folder)
+    if not any(key.startswith("classifier.") for key in state):
+        architectures = config.get("architectures")
+        kind = architectures[0] if isinstance(architectures, list) and architectures else "a BERT encoder"
         raise UserError(
-            f"{folder} holds {architectures[0]} without a classification head (no classifier.* "
+            f"{folder} holds {kind} without a classification head (no classifier.* "
             f"weights), so it cannot label text yet. Fine-tune it first: "
             f"`bertedu finetune --checkpoint {folder} --output DIR`, then pass --model DIR."
         )
     if not (folder / VOCAB_NAME).is_file():
         raise UserFileNotFoundError(f"{folder} has no {VOCAB_NAME}: copy the vocabulary the model was trained with there.")
-    info = ClassifierInfo()
     if (folder / CLASSIFIER_NAME).is_file():
-        info = ClassifierInfo(**json.loads((folder / CLASSIFIER_NAME).read_text(encoding="utf-8")))
+        info = ClassifierInfo.from_json_file(folder / CLASSIFIER_NAME)
     else:  # a transformers classifier: take the labels from its config
-        id2label = read_config_dict(folder).get("id2label")
-        if id2label:
-            info.labels = [id2label[str(i)] for i in range(len(id2label))]
+        info = ClassifierInfo(labels=labels_from_config(config, folder / CONFIG_NAME))
+    tokens = read_vocab_tokens(folder)
+    vocab_size = BertConfig.from_dict(config, source=folder / CONFIG_NAME).vocab_size
+    check_vocab_size(len(tokens), folder / VOCAB_NAME, vocab_size, folder / CONFIG_NAME)
+    if info.vocab_sha256 and vocab_fingerprint(tokens) != info.vocab_sha256:
+        raise UserError(
+            f"{folder / VOCAB_NAME} is not the vocabulary this classifier was saved with: its tokens or their "
+            f"order changed (the fingerprint in {CLASSIFIER_NAME} differs), so every id would mean another "
+            f"word. Restore the original vocab.txt."
+        )
     model = BertForSequenceClassification.from_pretrained(folder)
     if len(info.labels) != model.num_labels:
         raise UserError(f"{folder}: {len(info.labels)} label names but the head has {model.num_labels} outputs.")
     return model, info
 
+
+def labels_from_config(config: dict, source: Path) -> list[str]:
+    """The label names in a transformers config's ``id2label`` ({"0": "neg", ...}), or the defaults."""
+    id2label = config.get("id2label")
+    if not id2label:
+        return list(SENTIMENT_LABELS)
+    if not isinstance(id2label, dict) or set(id2label) != {str(i) for i in range(len(id2label))} or not all(
+            isinstance(name, str) for name in id2label.values()):
+        raise UserError(f"{source}: id2label must map \"0\", \"1\", ... to label names; "
+                        f"got {json.dumps(id2label)[:120]}.")
+    return [id2label[str(i)] for i in range(len(id2label))]
 
 
 __all__ = [

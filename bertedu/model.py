@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from bertedu.checkpoint import (
     SAFETENSORS_NAME,
     checkpoint_folder,
     read_config_dict,
+    read_json_object,
     read_state_dict,
     save_state_dict,
 )
@@ -82,33 +84,44 @@ class BertConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            problem = _field_problem(field.name, str(field.type), getattr(self, field.name))
+            if problem:
+                raise UserError(problem)
         if self.hidden_size % self.num_attention_heads != 0:
             raise UserError(
                 f"hidden_size ({self.hidden_size}) must be a multiple of "
                 f"num_attention_heads ({self.num_attention_heads})."
             )
-        if self.hidden_act not in ACTIVATIONS:
-            raise UserError(
-                f"hidden_act={self.hidden_act!r} is not supported; use one of {sorted(ACTIVATIONS)}."
-            )
+        if self.pad_token_id >= self.vocab_size:
+            raise UserError(f"pad_token_id ({self.pad_token_id}) must be a token id below "
+                            f"vocab_size ({self.vocab_size}).")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BertConfig:
-        """Build from a config.json dict; keys that are not fields (``use_cache``, ...) are ignored."""
+    def from_dict(cls, data: dict[str, Any], source: object = None) -> BertConfig:
+        """Build from a config.json dict; keys that are not fields (``use_cache``, ...) are ignored.
+
+        Wrong types or values raise a ``UserError`` naming the field and ``source`` (the file).
+        """
+        where = f"{source}: " if source is not None else ""
+        if not isinstance(data, dict):
+            raise UserError(f"{where}a config must be a JSON object ({{...}}); got a {type(data).__name__}.")
         position_type = data.get("position_embedding_type", "absolute")
         if position_type != "absolute":
             raise UserError(
-                f"position_embedding_type={position_type!r}: bertedu implements BERT's learned "
+                f"{where}position_embedding_type={position_type!r}: bertedu implements BERT's learned "
                 f"absolute positions only."
             )
         names = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        try:
+            return cls(**{key: value for key, value in data.items() if key in names})
+        except UserError as error:
+            raise UserError(f"{where}{error}") from None
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> BertConfig:
         """A config.json file (or any JSON file with its keys)."""
-        with open(path, encoding="utf-8") as file:
-            return cls.from_dict(json.load(file))
+        return cls.from_dict(read_json_object(Path(path)), source=path)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> BertConfig:
@@ -116,7 +129,7 @@ class BertConfig:
         folder = Path(path).expanduser()
         if not (folder / CONFIG_NAME).is_file():
             raise UserFileNotFoundError(f"No {CONFIG_NAME} in {folder}.")
-        return cls.from_dict(read_config_dict(folder))
+        return cls.from_dict(read_config_dict(folder), source=folder / CONFIG_NAME)
 
     def to_dict(self) -> dict[str, Any]:
         """The config.json content; ``model_type`` lets ``transformers`` load it too."""
@@ -124,6 +137,54 @@ class BertConfig:
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         write_json(Path(path) / CONFIG_NAME, self.to_dict())
+
+
+# What each field may hold, beyond its type: (lowest, highest, is the highest allowed?).
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "max_position_embeddings", "type_vocab_size")
+PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def _field_problem(name: str, type_name: str, value: Any) -> str | None:
+    """Why ``value`` does not fit the config field ``name`` (declared as ``type_name``), or None.
+
+    JSON has no int/float distinction a user can see, so the message says "a whole number"
+    for ints; bools are refused where numbers are expected (``True`` is an int in Python).
+    """
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name} must be a whole number; got {_show(value)}."
+        if name in SIZE_FIELDS and value < 1:
+            return f"{name} must be at least 1; got {value}."
+        if value < 0:
+            return f"{name} must not be negative; got {value}."
+    elif type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return f"{name} must be a number; got {_show(value)}."
+        if name in PROBABILITY_FIELDS and not 0 <= value < 1:
+            return f"{name} is a dropout probability and must lie in [0, 1); got {value}."
+        if name == "layer_norm_eps" and not value > 0:
+            return f"layer_norm_eps must be positive; got {value}."
+        if value < 0:
+            return f"{name} must not be negative; got {value}."
+    elif type_name == "bool":
+        if not isinstance(value, bool):
+            return f"{name} must be true or false; got {_show(value)}."
+    elif type_name == "str":
+        if not isinstance(value, str):
+            return f"{name} must be a string; got {_show(value)}."
+        if name == "hidden_act" and value not in ACTIVATIONS:
+            return f"hidden_act={value!r} is not supported; use one of {sorted(ACTIVATIONS)}."
+    return None
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in config.json (``null``, ``"384"``, ``6.5``)."""
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return f"{shown} ({'null' if value is None else type(value).__name__})"
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,9 +426,13 @@ class BertModel(nn.Module):
                 f"input_ids must be a (batch, seq_len) tensor of token ids; got {shape}. "
                 f"For a single sequence use input_ids[None]."
             )
-        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-            raise ValueError(f"input_ids must hold integer token ids; got dtype {input_ids.dtype}.")
+        _check_index_dtype("input_ids", input_ids)
         B, T = input_ids.shape
+        if T == 0:
+            raise ValueError(
+                f"input_ids has shape {(B, T)}: sequences of length 0 have no [CLS] token to pool. "
+                f"Every sequence needs at least one token ([CLS] ... [SEP] from the tokenizer)."
+            )
         if T > c.max_position_embeddings:
             raise ValueError(
                 f"Sequence length {T} exceeds max_position_embeddings={c.max_position_embeddings}: "
@@ -384,6 +449,7 @@ class BertModel(nn.Module):
         if attention_mask is not None:
             _check_range("attention_mask", attention_mask.long(), 2, "0/1 values")
         if token_type_ids is not None:
+            _check_index_dtype("token_type_ids", token_type_ids)
             _check_range("token_type_ids", token_type_ids, c.type_vocab_size, "type_vocab_size")
 
     # -- checkpoints -----------------------------------------------------------------
@@ -406,6 +472,21 @@ class BertModel(nn.Module):
         folder = Path(path)
         self.config.save_pretrained(folder)
         save_state_dict(self.state_dict(), folder / SAFETENSORS_NAME)
+
+
+# The index types nn.Embedding accepts; uint8 / int16 ids would fail deep inside it.
+INDEX_DTYPES = (torch.int64, torch.int32)
+
+
+def _check_index_dtype(name: str, tensor: Tensor) -> None:
+    """Raise a ValueError unless ``tensor`` holds int64 or int32 ids (what embeddings accept)."""
+    if tensor.dtype not in INDEX_DTYPES:
+        hint = (" uint8 holds only 0..255 and int16 at most 32,767: a 30,522-token vocabulary does not fit."
+                if name == "input_ids" and tensor.dtype in (torch.uint8, torch.int8, torch.int16) else "")
+        raise ValueError(
+            f"{name} must hold integer token ids; got dtype {tensor.dtype}. Embeddings take "
+            f"torch.long (int64) or torch.int32.{hint} Convert with {name}.long()."
+        )
 
 
 def _check_range(name: str, tensor: Tensor, high: int, what: str) -> None:

@@ -30,6 +30,7 @@ from bertedu.classification import (
 from bertedu.finetuning import (
     Example,
     Truncation,
+    check_texts,
     predict_proba,
     truncate_head_tail,
     word_pieces,
@@ -74,7 +75,8 @@ class SentimentClassifier:
 
         self.model = model.eval()
         self.vocab_file = Path(vocab_file)
-        self.tokenizer = load_fast_tokenizer(vocab_file)
+        # Checked against the model's config: size, [PAD] at pad_token_id, the special tokens.
+        self.tokenizer = load_fast_tokenizer(vocab_file, config=model.config)
         self.info = info
         self.truncation = Truncation(info.max_length, info.head_tokens)
 
@@ -90,12 +92,28 @@ class SentimentClassifier:
         """Weights, config, vocab.txt and the classifier.json marker (see bertedu.classification)."""
         return save_classifier(self.model, folder, self.vocab_file, self.info)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[Prediction]:
-        """Classify texts of any length (long ones are cut to head + tail, as in training)."""
-        pieces = word_pieces(self.tokenizer, texts)
-        examples = [Example(self._frame(p)) for p in pieces]
-        probabilities = predict_proba(self.model, examples, batch_size, self.tokenizer.pad_token_id)
-        return [self._prediction(row, len(p)) for row, p in zip(probabilities, pieces)]
+    def predict(self, texts: Sequence[str], batch_size: int = 32, skip_empty: bool = False) -> list[Prediction | None]:
+        """Classify texts of any length (long ones are cut to head + tail, as in training).
+
+        A text without word pieces (only control or zero-width characters) raises a
+        ``TextError``; with ``skip_empty=True`` its prediction is None instead.
+        """
+        pieces = self._word_pieces(texts, skip_empty)
+        kept = [i for i, p in enumerate(pieces) if p]
+        examples = [Example(self._frame(pieces[i])) for i in kept]
+        predictions: list[Prediction | None] = [None] * len(pieces)
+        if examples:
+            probabilities = predict_proba(self.model, examples, batch_size, self.tokenizer.pad_token_id)
+            for i, row in zip(kept, probabilities):
+                predictions[i] = self._prediction(row, len(pieces[i]))
+        return predictions
+
+    def _word_pieces(self, texts: Sequence[str], allow_empty: bool) -> list[list[int]]:
+        if not allow_empty:
+            return word_pieces(self.tokenizer, texts)
+        check_texts(texts)
+        return self.tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False,
+                              return_token_type_ids=False, verbose=False)["input_ids"]
 
     @torch.no_grad()
     def explain(self, text: str, layer: int = -1) -> Explanation:

@@ -19,6 +19,8 @@ the small models that chapter 4 pre-trains.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import unicodedata
@@ -29,7 +31,7 @@ from typing import Any
 
 import torch
 
-from bertedu.checkpoint import VOCAB_NAME
+from bertedu.checkpoint import CONFIG_NAME, VOCAB_NAME
 from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import write_text
 from bertedu.paths import data_dir
@@ -57,10 +59,78 @@ def find_vocab(path: str | os.PathLike) -> Path:
     )
 
 
+def read_vocab_tokens(path: str | os.PathLike) -> list[str]:
+    """The tokens of a vocab.txt in id order (line ``i`` holds token ``i``), checked to be usable.
+
+    Raises a one-line ``UserError`` for a file that is not UTF-8, is empty, or repeats a
+    token (a repeated token makes one of its ids unreachable: a damaged or edited file).
+    """
+    path = find_vocab(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise UserError(f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}, "
+                        f"line {line}): a vocab.txt is UTF-8, one token per line. Restore the file.") from None
+    # Lines as transformers reads them (open() in text mode: \n, \r\n or \r end a line).
+    tokens = [line.rstrip("\n") for line in io.StringIO(text, newline=None)]
+    if not tokens:
+        raise UserError(f"{path} is empty: a vocab.txt holds one token per line. Restore the file.")
+    first_line: dict[str, int] = {}
+    for index, token in enumerate(tokens):
+        if token in first_line:
+            raise UserError(f"{path} repeats the token {token!r} on lines {first_line[token] + 1} and {index + 1}: "
+                            f"a vocabulary lists each token once. The file is damaged or edited; restore it.")
+        first_line[token] = index
+    return tokens
+
+
 def load_vocab(path: str | os.PathLike) -> dict[str, int]:
     """vocab.txt -> ``{token: id}``: one token per line, the id is the line number."""
-    with open(find_vocab(path), encoding="utf-8") as file:
-        return {line.rstrip("\n"): index for index, line in enumerate(file)}
+    return {token: index for index, token in enumerate(read_vocab_tokens(path))}
+
+
+def vocab_fingerprint(tokens: Sequence[str]) -> str:
+    """SHA-256 of the tokens in order: changes when a single token moves (line endings do not count)."""
+    return hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
+
+
+def check_vocab_size(n_tokens: int, vocab_path: object, vocab_size: int, config_source: object) -> None:
+    """A vocabulary of another size than the embedding table cannot belong to the model."""
+    if n_tokens != vocab_size:
+        raise UserError(
+            f"{vocab_path} has {n_tokens:,} tokens but {config_source} says vocab_size={vocab_size:,}: "
+            f"this vocabulary does not belong to the model, and its ids would point at the wrong embeddings. "
+            f"Use the vocab.txt the model was trained with."
+        )
+
+
+def check_vocab(vocab: dict[str, int], vocab_path: object, config: Any, config_source: object = "the config") -> None:
+    """Check that a vocabulary can belong to a model with ``config`` (a ``BertConfig``).
+
+    What is guaranteed: the size equals ``vocab_size`` (one embedding row per token) and
+    ``[PAD]`` sits at the config's ``pad_token_id``. What is checked as a convention: all five
+    special tokens are there, with ``[UNK] [CLS] [SEP] [MASK]`` on four consecutive ids (BERT's
+    vocabularies have 100-103, the course's 1-4). A vocabulary whose *ordinary* tokens were
+    reordered passes both: nothing in config.json or the weights records where ``"film"``
+    lives. ``save_classifier`` therefore records ``vocab_fingerprint`` in classifier.json, and
+    ``load_classifier`` refuses a vocab.txt that no longer matches it.
+    """
+    check_vocab_size(len(vocab), vocab_path, config.vocab_size, config_source)
+    missing = [token for token in SPECIAL_TOKENS if token not in vocab]
+    if missing:
+        raise UserError(f"{vocab_path} lacks the special token(s) {missing}: it is not a BERT vocabulary "
+                        f"(or it was damaged). Use the vocab.txt the model was trained with.")
+    pad_id = getattr(config, "pad_token_id", 0)
+    ids = [vocab[token] for token in (UNK, CLS, SEP, MASK)]
+    if vocab[PAD] != pad_id or ids != list(range(ids[0], ids[0] + 4)):
+        found = ", ".join(f"{token}={vocab[token]}" for token in SPECIAL_TOKENS)
+        raise UserError(
+            f"{vocab_path} has the special tokens at the wrong ids ({found}); {config_source} puts [PAD] at "
+            f"{pad_id}, and BERT's vocabularies have [UNK] [CLS] [SEP] [MASK] on consecutive ids (100-103, or 1-4 "
+            f"in the course's own). The lines were reordered: use the vocab.txt the model was trained with."
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,7 +276,9 @@ class BertTokenizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> BertTokenizer:
         """From a vocab.txt or a checkpoint folder that holds one."""
-        return cls(load_vocab(path), **kwargs)
+        vocab = load_vocab(path)
+        check_vocab_of_model(vocab, find_vocab(path), path, None)
+        return cls(vocab, **kwargs)
 
     def __len__(self) -> int:
         return len(self.vocab)
@@ -328,28 +400,44 @@ def pad_batch(encoded: Sequence[dict[str, list[int]]], pad_id: int, length: int 
 # ---------------------------------------------------------------------------------------
 
 
-def load_fast_tokenizer(path: str | os.PathLike, model_max_length: int = 512):
+def load_fast_tokenizer(path: str | os.PathLike, model_max_length: int = 512, config: Any = None):
     """The Rust-backed ``transformers`` BERT tokenizer for a vocab.txt (or a folder with one).
 
     Lower-cases (all the course's vocabularies are uncased). ``model_max_length`` makes
-    ``truncation=True`` cut at BERT's 512 positions.
+    ``truncation=True`` cut at BERT's 512 positions. The vocabulary is checked against the
+    model's ``config`` (a ``BertConfig``; by default the config.json next to it when ``path``
+    is a checkpoint folder): see ``check_vocab``.
     """
     import transformers
     from transformers import BertTokenizerFast
 
     vocab_path = find_vocab(path)
+    vocab = load_vocab(vocab_path)  # one-line errors for empty, non-UTF-8 or damaged files
+    check_vocab_of_model(vocab, vocab_path, path, config)
     # transformers 5 takes the vocab file as `vocab` (and ignores `vocab_file`); 4 as `vocab_file`.
     argument = "vocab" if int(transformers.__version__.split(".")[0]) >= 5 else "vocab_file"
     tokenizer = BertTokenizerFast(
         **{argument: str(vocab_path)}, do_lower_case=True, model_max_length=model_max_length
     )
-    n_lines = len(load_vocab(vocab_path))
-    if tokenizer.vocab_size != n_lines:
+    if tokenizer.vocab_size != len(vocab):
         raise UserError(
             f"The fast tokenizer loaded {tokenizer.vocab_size} tokens from {vocab_path}, "
-            f"which has {n_lines} lines."
+            f"which has {len(vocab)} lines."
         )
     return tokenizer
+
+
+def check_vocab_of_model(vocab: dict[str, int], vocab_path: Path, path: str | os.PathLike, config: Any) -> None:
+    """``check_vocab`` against ``config``, or against ``path/config.json`` when ``path`` is a checkpoint folder."""
+    source: object = "the model's config"
+    if config is None:
+        folder = Path(path).expanduser()
+        if not (folder.is_dir() and (folder / CONFIG_NAME).is_file()):
+            return  # a bare vocab.txt: nothing to check it against
+        from bertedu.model import BertConfig
+
+        config, source = BertConfig.from_pretrained(folder), folder / CONFIG_NAME
+    check_vocab(vocab, vocab_path, config, source)
 
 
 def train_wordpiece_vocab(texts: Iterable[str], vocab_size: int, output_dir: str | os.PathLike) -> Path:
