@@ -14,10 +14,9 @@ import torch
 
 from bertedu.exercises import (
     call_learner,
+    checker,
     compare_tensors,
     fail,
-    not_implemented,
-    passed,
     print_solution,
 )
 
@@ -75,66 +74,57 @@ def _call(function: Callable, *args):
     return call_learner(function, f"input ({shown})", *args)
 
 
+@checker("wordpiece", n_cases=len(WORDS))
 def check_wordpiece(function: Callable[[str, set[str]], list[str]]) -> None:
     """Compare ``function(word, vocab)`` with greedy longest-match-first WordPiece."""
-    try:
-        for word in WORDS:
-            got, expected = _call(function, word, TOY_VOCAB), wordpiece(word, TOY_VOCAB)
-            if got == expected:
-                continue
-            hint = ""
-            if isinstance(got, list) and "[UNK]" in got and len(got) > 1:
-                hint = "If one position has no match, the *whole* word becomes a single [UNK]."
-            elif isinstance(got, list) and any(not p.startswith("##") for p in got[1:]):
-                hint = "Pieces after the first need the '##' prefix (they continue a word)."
-            elif got == ["[UNK]"]:
-                hint = ("The word can be split, yet you returned [UNK]: at each position try the longest "
-                        "candidate first, then shorter ones, with '##' before continuation pieces.")
-            elif isinstance(got, list) and len(got) > len(expected):
-                hint = "Try the *longest* candidate first and shorten it one character at a time."
-            fail(f"wordpiece({word!r}) returned {got!r}, expected {expected!r}.\n"
-                 f"  vocab: {sorted(TOY_VOCAB)}\n  {hint}".rstrip())
-    except NotImplementedError:
-        return not_implemented("wordpiece")
-    passed("wordpiece", len(WORDS))
+    for word in WORDS:
+        got, expected = _call(function, word, TOY_VOCAB), wordpiece(word, TOY_VOCAB)
+        if got == expected:
+            continue
+        hint = ""
+        if isinstance(got, list) and "[UNK]" in got and len(got) > 1:
+            hint = "If one position has no match, the *whole* word becomes a single [UNK]."
+        elif isinstance(got, list) and any(not p.startswith("##") for p in got[1:]):
+            hint = "Pieces after the first need the '##' prefix (they continue a word)."
+        elif got == ["[UNK]"]:
+            hint = ("The word can be split, yet you returned [UNK]: at each position try the longest "
+                    "candidate first, then shorter ones, with '##' before continuation pieces.")
+        elif isinstance(got, list) and len(got) > len(expected):
+            hint = "Try the *longest* candidate first and shorten it one character at a time."
+        fail(f"wordpiece({word!r}) returned {got!r}, expected {expected!r}.\n"
+             f"  vocab: {sorted(TOY_VOCAB)}\n  {hint}".rstrip())
 
 
 PAIRS = [([7, 8, 9], [4, 5]), ([7], []), ([], [3, 3, 3])]
 
 
+@checker("pair_inputs", n_cases=len(PAIRS))
 def check_pair_inputs(function: Callable) -> None:
     """Compare ``function(ids_a, ids_b, cls_id, sep_id)`` with ``[CLS] A [SEP] B [SEP]``."""
-    try:
-        for ids_a, ids_b in PAIRS:
-            got = _call(function, list(ids_a), list(ids_b), 101, 102)
-            expected = pair_inputs(ids_a, ids_b, 101, 102)
-            if not isinstance(got, tuple) or len(got) != 2:
-                fail(f"Return a tuple (input_ids, token_type_ids); got {got!r}.")
-            got = (list(got[0]), list(got[1]))
-            if got[0] != expected[0]:
-                fail(f"input_ids for A={ids_a}, B={ids_b} (cls=101, sep=102): got {got[0]}, "
-                     f"expected {expected[0]}. The layout is [CLS] A [SEP] B [SEP].")
-            if got[1] != expected[1]:
-                fail(f"token_type_ids for A={ids_a}, B={ids_b}: got {got[1]}, expected {expected[1]}. "
-                     f"[CLS], A and the first [SEP] are segment 0; B and the last [SEP] are segment 1.")
-    except NotImplementedError:
-        return not_implemented("pair_inputs")
-    passed("pair_inputs", len(PAIRS))
+    for ids_a, ids_b in PAIRS:
+        got = _call(function, list(ids_a), list(ids_b), 101, 102)
+        expected = pair_inputs(ids_a, ids_b, 101, 102)
+        if not isinstance(got, tuple) or len(got) != 2:
+            fail(f"Return a tuple (input_ids, token_type_ids); got {got!r}.")
+        got = (list(got[0]), list(got[1]))
+        if got[0] != expected[0]:
+            fail(f"input_ids for A={ids_a}, B={ids_b} (cls=101, sep=102): got {got[0]}, "
+                 f"expected {expected[0]}. The layout is [CLS] A [SEP] B [SEP].")
+        if got[1] != expected[1]:
+            fail(f"token_type_ids for A={ids_a}, B={ids_b}: got {got[1]}, expected {expected[1]}. "
+                 f"[CLS], A and the first [SEP] are segment 0; B and the last [SEP] are segment 1.")
 
 
 BATCHES = [[[101, 5, 6, 102], [101, 7, 102]], [[1, 2], [3, 4]], [[9], [9, 9, 9], [9, 9]]]
 
 
+@checker("pad_batch", n_cases=len(BATCHES))
 def check_pad_batch(function: Callable) -> None:
     """Compare ``function(sequences, pad_id)`` with right padding and its attention mask."""
-    try:
-        for sequences in BATCHES:
-            got = _call(function, [list(s) for s in sequences], 0)
-            expected = pad_batch(sequences, 0)
-            if not isinstance(got, tuple) or len(got) != 2:
-                fail(f"Return a tuple (input_ids, attention_mask) of tensors; got {type(got).__name__}.")
-            compare_tensors(got[0], expected[0], f"input_ids for {sequences}", atol=0)
-            compare_tensors(got[1], expected[1], f"attention_mask for {sequences}", atol=0)
-    except NotImplementedError:
-        return not_implemented("pad_batch")
-    passed("pad_batch", len(BATCHES))
+    for sequences in BATCHES:
+        got = _call(function, [list(s) for s in sequences], 0)
+        expected = pad_batch(sequences, 0)
+        if not isinstance(got, tuple) or len(got) != 2:
+            fail(f"Return a tuple (input_ids, attention_mask) of tensors; got {type(got).__name__}.")
+        compare_tensors(got[0], expected[0], f"input_ids for {sequences}", atol=0)
+        compare_tensors(got[1], expected[1], f"attention_mask for {sequences}", atol=0)

@@ -15,10 +15,9 @@ import torch
 from bertedu.exercises import (
     ExerciseError,
     call_learner,
+    checker,
     compare_tensors,
     fail,
-    not_implemented,
-    passed,
     print_solution,
 )
 from bertedu.model import BertConfig, BertEmbeddings, BertLayer, count_for_config
@@ -77,84 +76,77 @@ def _tiny_modules() -> tuple[BertEmbeddings, BertLayer]:
     return embeddings, layer
 
 
+@checker("embed", n_cases=1)
 def check_embed(function: Callable) -> None:
     """Compare ``function(input_ids, token_type_ids, embeddings)`` with BertEmbeddings (eval)."""
+    embeddings, _ = _tiny_modules()
+    input_ids = torch.tensor([[2, 7, 9, 3, 0], [2, 11, 3, 12, 3]])
+    token_type_ids = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]])
+    got = call_learner(function, "input_ids of shape (2, 5)", input_ids, token_type_ids, embeddings)
+    with torch.no_grad():
+        expected = embeddings(input_ids, token_type_ids)
+        no_positions = embeddings.LayerNorm(embeddings.word_embeddings(input_ids)
+                                            + embeddings.token_type_embeddings(token_type_ids))
+        no_norm = (embeddings.word_embeddings(input_ids) + embeddings.token_type_embeddings(token_type_ids)
+                   + embeddings.position_embeddings(torch.arange(5)))
+    hints = [(no_positions, "you seem to have left out the position embeddings (positions 0..T-1)."),
+             (no_norm, "you seem to have left out the LayerNorm after the sum.")]
     try:
-        embeddings, _ = _tiny_modules()
-        input_ids = torch.tensor([[2, 7, 9, 3, 0], [2, 11, 3, 12, 3]])
-        token_type_ids = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]])
-        got = call_learner(function, "input_ids of shape (2, 5)", input_ids, token_type_ids, embeddings)
-        with torch.no_grad():
-            expected = embeddings(input_ids, token_type_ids)
-            no_positions = embeddings.LayerNorm(embeddings.word_embeddings(input_ids)
-                                                + embeddings.token_type_embeddings(token_type_ids))
-            no_norm = (embeddings.word_embeddings(input_ids) + embeddings.token_type_embeddings(token_type_ids)
-                       + embeddings.position_embeddings(torch.arange(5)))
-        hints = [(no_positions, "you seem to have left out the position embeddings (positions 0..T-1)."),
-                 (no_norm, "you seem to have left out the LayerNorm after the sum.")]
-        try:
-            compare_tensors(got, expected, "embeddings of input_ids (2, 5)")
-        except ExerciseError as error:
-            hint = next((h for ref, h in hints if isinstance(got, torch.Tensor) and got.shape == ref.shape
-                         and torch.allclose(got, ref, atol=1e-5)), "")
-            raise ExerciseError(str(error) + (f"\n  Hint: {hint}" if hint else "")) from None
-    except NotImplementedError:
-        return not_implemented("embed")
-    passed("embed", 1)
+        compare_tensors(got, expected, "embeddings of input_ids (2, 5)")
+    except ExerciseError as error:
+        hint = next((h for ref, h in hints if isinstance(got, torch.Tensor) and got.shape == ref.shape
+                     and torch.allclose(got, ref, atol=1e-5)), "")
+        raise ExerciseError(str(error) + (f"\n  Hint: {hint}" if hint else "")) from None
 
 
+@checker("encoder_layer", n_cases=1)
 def check_encoder_layer(function: Callable) -> None:
     """Compare ``function(x, attention_mask, layer)`` with ``BertLayer`` (eval mode)."""
+    _, layer = _tiny_modules()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 6, TINY.hidden_size, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    got = call_learner(function, "x of shape (2, 6, 16) with padding", x, mask, layer)
+    with torch.no_grad():
+        expected, _ = layer(x, mask)
+        a = layer.attention
+        context, _ = a.self(a.output.LayerNorm(x), mask)
+        h = x + a.output.dense(context)
+        pre_ln = h + layer.output.dense(torch.nn.functional.gelu(layer.intermediate.dense(layer.output.LayerNorm(h))))
     try:
-        _, layer = _tiny_modules()
-        g = torch.Generator().manual_seed(1)
-        x = torch.randn(2, 6, TINY.hidden_size, generator=g)
-        mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
-        got = call_learner(function, "x of shape (2, 6, 16) with padding", x, mask, layer)
-        with torch.no_grad():
-            expected, _ = layer(x, mask)
-            a = layer.attention
-            context, _ = a.self(a.output.LayerNorm(x), mask)
-            h = x + a.output.dense(context)
-            pre_ln = h + layer.output.dense(torch.nn.functional.gelu(layer.intermediate.dense(layer.output.LayerNorm(h))))
-        try:
-            compare_tensors(got, expected, "encoder layer output (2, 6, 16)")
-        except ExerciseError as error:
-            hint = ""
-            if isinstance(got, torch.Tensor) and got.shape == pre_ln.shape and torch.allclose(got, pre_ln, atol=1e-5):
-                hint = "\n  Hint: that is pre-LN (normalise, then the sublayer). BERT adds the residual first, then normalises: LN(x + sublayer(x))."
-            raise ExerciseError(str(error) + hint) from None
-    except NotImplementedError:
-        return not_implemented("encoder_layer")
-    passed("encoder_layer", 1)
+        compare_tensors(got, expected, "encoder layer output (2, 6, 16)")
+    except ExerciseError as error:
+        hint = ""
+        if isinstance(got, torch.Tensor) and got.shape == pre_ln.shape and torch.allclose(got, pre_ln, atol=1e-5):
+            hint = "\n  Hint: that is pre-LN (normalise, then the sublayer). BERT adds the residual first, then normalises: LN(x + sublayer(x))."
+        raise ExerciseError(str(error) + hint) from None
 
 
+COUNT_CONFIGS = {"tiny": TINY, "all-MiniLM-L6-v2": BertConfig(hidden_size=384, num_hidden_layers=6,
+                                                               intermediate_size=1536), "BERT-base": BertConfig()}
+
+
+@checker("count_parameters", n_cases=len(COUNT_CONFIGS))
 def check_count_parameters(function: Callable) -> None:
     """Compare ``function(config)`` with the number of parameters of ``BertModel(config)``."""
-    configs = {"tiny": TINY, "all-MiniLM-L6-v2": BertConfig(hidden_size=384, num_hidden_layers=6,
-                                                            intermediate_size=1536), "BERT-base": BertConfig()}
-    try:
-        for name, config in configs.items():
-            got = call_learner(function, f"the {name} config", config)
-            if isinstance(got, (torch.Tensor, float)) or hasattr(got, "item"):
-                got = got.item() if hasattr(got, "item") else got
-                got = int(got) if float(got).is_integer() else got
-            counts = count_for_config(config)
-            expected = counts["total"]
-            if got == expected:
-                continue
-            H, L = config.hidden_size, config.num_hidden_layers
-            known = {
-                counts["pooler"]: "the pooler (one H x H layer with bias)",
-                2 * H * (2 * L + 1): "the LayerNorms (2H parameters each: 2 per layer and 1 after the embeddings)",
-                L * (4 * H + config.intermediate_size + H): "the biases of the linear layers",
-                counts["position embeddings"] + counts["segment embeddings"]: "the position and segment embeddings",
-            }
-            missing = expected - got if isinstance(got, int) else None
-            hint = f"\n  Hint: the difference is exactly {known[missing]}." if missing in known else ""
-            fail(f"count_parameters({name}) = {got}, expected {expected:,} (off by {expected - got:+,})."
-                 f"\n  Per component: {({k: v for k, v in counts.items() if k != 'total'})}{hint}"
-                 if isinstance(got, int) else f"count_parameters({name}) returned {got!r}; return an int.")
-    except NotImplementedError:
-        return not_implemented("count_parameters")
-    passed("count_parameters", len(configs))
+    for name, config in COUNT_CONFIGS.items():
+        got = call_learner(function, f"the {name} config", config)
+        if isinstance(got, (torch.Tensor, float)) or hasattr(got, "item"):
+            got = got.item() if hasattr(got, "item") else got
+            got = int(got) if float(got).is_integer() else got
+        counts = count_for_config(config)
+        expected = counts["total"]
+        if got == expected:
+            continue
+        H, L = config.hidden_size, config.num_hidden_layers
+        known = {
+            counts["pooler"]: "the pooler (one H x H layer with bias)",
+            2 * H * (2 * L + 1): "the LayerNorms (2H parameters each: 2 per layer and 1 after the embeddings)",
+            L * (4 * H + config.intermediate_size + H): "the biases of the linear layers",
+            counts["position embeddings"] + counts["segment embeddings"]: "the position and segment embeddings",
+        }
+        missing = expected - got if isinstance(got, int) else None
+        hint = f"\n  Hint: the difference is exactly {known[missing]}." if missing in known else ""
+        fail(f"count_parameters({name}) = {got}, expected {expected:,} (off by {expected - got:+,})."
+             f"\n  Per component: {({k: v for k, v in counts.items() if k != 'total'})}{hint}"
+             if isinstance(got, int) else f"count_parameters({name}) returned {got!r}; return an int.")
