@@ -1,9 +1,11 @@
-"""Chapter 1 exercises: WordPiece, sentence-pair inputs, padding.
+"""Chapter 1 exercises: WordPiece, sentence-pair inputs, padding, the [UNK] rate, a prediction.
 
     from bertedu.exercises import ch01
     ch01.check_wordpiece(my_wordpiece)       # my_wordpiece(word, vocab) -> list[str]
     ch01.check_pair_inputs(my_pair_inputs)   # (ids_a, ids_b, cls_id, sep_id) -> (input_ids, token_type_ids)
     ch01.check_pad_batch(my_pad_batch)       # (sequences, pad_id) -> (input_ids, attention_mask)
+    ch01.check_unk_rate(my_unk_rate)         # (words, vocab) -> share of words that become [UNK]
+    ch01.check_split_share(my_prediction, words, vocab)  # predict, then run
     ch01.solution("wordpiece")               # print a reference solution
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from bertedu.exercises import (
     call_learner,
+    check_prediction,
     checker,
     compare_tensors,
     fail,
@@ -55,7 +58,14 @@ def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     return input_ids, attention_mask
 
 
-SOLUTIONS = {"wordpiece": wordpiece, "pair_inputs": pair_inputs, "pad_batch": pad_batch}
+def unk_rate(words: list[str], vocab: set[str] | dict[str, int]) -> float:
+    """The share of words (not pieces) that WordPiece turns into ``[UNK]``."""
+    from bertedu.tokenization import wordpiece as package_wordpiece
+
+    return sum(package_wordpiece(word, vocab) == ["[UNK]"] for word in words) / len(words)
+
+
+SOLUTIONS = {"wordpiece": wordpiece, "pair_inputs": pair_inputs, "pad_batch": pad_batch, "unk_rate": unk_rate}
 
 
 def solution(name: str) -> None:
@@ -128,3 +138,41 @@ def check_pad_batch(function: Callable) -> None:
             fail(f"Return a tuple (input_ids, attention_mask) of tensors; got {type(got).__name__}.")
         compare_tensors(got[0], expected[0], f"input_ids for {sequences}", atol=0)
         compare_tensors(got[1], expected[1], f"attention_mask for {sequences}", atol=0)
+
+
+UNK_CASES = [["unaffable", "xyz", "plays", "zzz"], ["a", "aaaa"], ["xyz", "playingx", "play"]]
+
+
+@checker("unk_rate", n_cases=len(UNK_CASES))
+def check_unk_rate(function: Callable) -> None:
+    """Compare ``function(words, vocab)`` with the share of words that become ``[UNK]``."""
+    for words in UNK_CASES:
+        got = _call(function, list(words), TOY_VOCAB)
+        expected = unk_rate(words, TOY_VOCAB)
+        if isinstance(got, (int, float)) and abs(float(got) - expected) < 1e-9:
+            continue
+        pieces = [p for word in words for p in wordpiece(word, TOY_VOCAB)]
+        hint = ""
+        if isinstance(got, (int, float)) and abs(got - pieces.count("[UNK]") / len(pieces)) < 1e-9:
+            hint = "that is the share of *pieces*; the question is about words (one [UNK] per unknown word)."
+        elif isinstance(got, (int, float)) and abs(got - sum(w not in TOY_VOCAB for w in words) / len(words)) < 1e-9:
+            hint = ("that counts words missing from the vocabulary as a whole; most of them WordPiece "
+                    "can still split into pieces. Only a word with no possible split becomes [UNK].")
+        fail(f"unk_rate({words}) returned {got!r}, expected {expected:g}.\n  vocab: {sorted(TOY_VOCAB)}"
+             + (f"\n  Hint: {hint}" if hint else ""))
+
+
+def split_share(words: list[str], vocab: set[str] | dict[str, int]) -> float:
+    """The share of words, in percent, that WordPiece cuts into more than one piece."""
+    from bertedu.tokenization import wordpiece as package_wordpiece
+
+    return 100 * sum(len(package_wordpiece(word, vocab)) > 1 for word in words) / len(words)
+
+
+@checker("split_share", n_cases=1)
+def check_split_share(function: Callable[[], float], words: list[str], vocab: set[str] | dict[str, int]) -> None:
+    """Predict, then run: what percentage of the words of real reviews does WordPiece split?"""
+    check_prediction(function, lambda: split_share(words, vocab),
+                     what=f"words split into several pieces ({len(words):,} words)", tolerance=5, unit="%",
+                     why="word frequencies are skewed: 'the', 'a', 'and', 'movie' and punctuation make up a "
+                         "large share of all words, and every one of them is a whole entry of the vocabulary.")
