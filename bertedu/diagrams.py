@@ -95,7 +95,7 @@ def multi_head_attention_diagram(num_heads: int = 3) -> Any:
         heads.append(head)
     ax.text(0.1, 2.45, "split: (B, T, H) -> (B, nh, T, hs),  hs = H / nh", ha="left", fontsize=8, color="#444444",
             bbox=dict(facecolor="white", edgecolor="none", pad=1))
-    concat = box(ax, 5, 4.6, "concatenate heads  (B, T, H)", "sum", width=3.4)
+    box(ax, 5, 4.6, "concatenate heads  (B, T, H)", "sum", width=3.4)
     for head in heads:
         arrow(ax, (head[0], 3.68), (5, 4.35))
     box(ax, 5, 5.7, "output projection W^O  (B, T, H)", "output", width=3.4)
