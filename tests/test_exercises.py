@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertedu.exercises import ch01, ch02, ch03, ch04, ch05
+from bertedu.exercises import ch00, ch01, ch02, ch03, ch04, ch05
 
 
 def not_done(*args):
@@ -15,13 +15,17 @@ def not_done(*args):
 
 
 @pytest.mark.parametrize("check, reference", [
+    (ch00.check_tokens_cut, ch00.tokens_cut),
+    (ch00.check_median_by_rating, ch00.median_by_rating),
     (ch01.check_wordpiece, ch01.wordpiece),
+    (ch01.check_unk_rate, ch01.unk_rate),
     (ch01.check_pair_inputs, ch01.pair_inputs),
     (ch01.check_pad_batch, ch01.pad_batch),
     (ch02.check_attention, ch02.attention),
     (ch02.check_split_heads, ch02.split_heads),
     (ch03.check_embed, ch03.embed),
     (ch03.check_encoder_layer, ch03.encoder_layer),
+    (ch03.check_pre_ln_layer, ch03.pre_ln_layer),
     (ch03.check_count_parameters, ch03.count_parameters),
     (ch04.check_mlm_loss, ch04.mlm_loss),
     (ch04.check_lr_schedule, ch04.lr_schedule),
@@ -37,11 +41,15 @@ def test_reference_passes_and_stub_is_reported(check, reference, capsys):
     assert "not implemented yet" in capsys.readouterr().out
 
 
-def test_solutions_print_and_unknown_names_fail(capsys):
+def test_solutions_print_and_unknown_names_fail(capsys, monkeypatch):
     ch02.solution("attention")
     assert "def attention(" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="there are: embed, encoder_layer, count_parameters"):
+    with pytest.raises(ValueError, match="there are: embed, encoder_layer, pre_ln_layer, count_parameters"):
         ch03.solution("nope")
+    monkeypatch.setenv("BERTEDU_HIDE_SOLUTIONS", "1")
+    ch02.solution("attention")
+    out = capsys.readouterr().out
+    assert "withheld" in out and "def attention(" not in out
 
 
 def shortest_first(word, vocab):
@@ -137,14 +145,6 @@ def test_ch05_solutions_print():
         ch05.solution("nope")
 
 
-def test_ch05_reference_truncation_agrees_with_the_package():
-    from bertedu.finetuning import truncate_head_tail
-
-    for n, body, head in [(20, 8, 3), (20, 8, 0), (20, 8, 8), (5, 8, 3)]:
-        pieces = list(range(n))
-        assert ch05.truncate_head_tail(pieces, body, head) == truncate_head_tail(pieces, body, head)
-
-
 def test_mlm_loss_mistakes():
     def everywhere(logits, labels):
         return F.cross_entropy(logits.flatten(0, 1), labels.clamp(min=0).flatten())
@@ -178,3 +178,186 @@ def test_mean_pool_mistakes():
         ch05.check_mean_pool(lambda hidden, mask: hidden[:, 0])
     with pytest.raises(AssertionError, match=r"shape \(3, 6, 8\), expected \(3, 8\)"):
         ch05.check_mean_pool(lambda hidden, mask: hidden * mask.unsqueeze(-1))
+
+
+# -- predict-then-run checkers: a close guess passes, a far one fails with the measured value ----
+
+
+class WordTokenizer:
+    """Splits on whitespace and cuts every '!' off: 'great!' -> ['great', '!']."""
+
+    def tokenize(self, text):
+        return [piece for word in text.split() for piece in word.replace("!", " !").split()]
+
+
+def test_prediction_checkers(capsys):
+    texts = ["great film!", "bad!"]  # 5 tokens, 3 words
+    ch00.check_tokens_per_word(lambda: 1.7, texts, WordTokenizer())
+    out = capsys.readouterr().out
+    assert "you predicted 1.7, the run gives 1.67" in out and "✓ tokens_per_word" in out
+    with pytest.raises(AssertionError, match=r"(?s)Off by -0\.667.*punctuation"):
+        ch00.check_tokens_per_word(lambda: 1.0, texts, WordTokenizer())
+    with pytest.raises(AssertionError, match="Return your prediction as a number"):
+        ch03.check_embedding_share(lambda: "about half")
+    ch03.check_embedding_share(lambda: 20)
+    assert "the run gives 21.8%" in capsys.readouterr().out
+    ch01.check_split_share(not_done, ["a"], {"a"})
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_ch00_mistakes():
+    share_of_reviews = lambda lengths, budget: sum(n > budget for n in lengths) / len(lengths)
+    with pytest.raises(AssertionError, match="share of \*reviews\*"):
+        ch00.check_tokens_cut(share_of_reviews)
+    negative = lambda lengths, budget: sum(n - budget for n in lengths) / sum(lengths)
+    with pytest.raises(AssertionError, match="loses nothing"):
+        ch00.check_tokens_cut(negative)
+    mean = lambda ratings, lengths: {r: sum(n for q, n in zip(ratings, lengths) if q == r)
+                                     / ratings.count(r) for r in set(ratings)}
+    with pytest.raises(AssertionError, match="that is the mean"):
+        ch00.check_median_by_rating(mean)
+
+
+def test_unk_rate_and_pre_ln_mistakes():
+    per_piece = lambda words, vocab: (lambda p: p.count("[UNK]") / len(p))(
+        [piece for w in words for piece in ch01.wordpiece(w, vocab)])
+    with pytest.raises(AssertionError, match="share of \*pieces\*"):
+        ch01.check_unk_rate(per_piece)
+    not_in_vocab = lambda words, vocab: sum(w not in vocab for w in words) / len(words)
+    with pytest.raises(AssertionError, match="can still split"):
+        ch01.check_unk_rate(not_in_vocab)
+    with pytest.raises(AssertionError, match="that is post-LN"):
+        ch03.check_pre_ln_layer(ch03.encoder_layer)
+
+
+# -- every reference solution against the package or the reference library -----------------
+
+
+@pytest.fixture(scope="module")
+def real_vocab():
+    from bertedu.checkpoint import default_checkpoint
+    from bertedu.tokenization import load_vocab
+
+    return load_vocab(default_checkpoint() / "vocab.txt")
+
+
+REAL_WORDS = ["unwatchable", "snoozefest", "movie", "the", "rewatchable", "🍿", "✓✓", "naive", "x" * 150]
+
+
+def test_wordpiece_and_unk_rate_references_agree_with_the_package_and_transformers(real_vocab):
+    from bertedu.checkpoint import default_checkpoint
+    from bertedu.tokenization import load_fast_tokenizer, wordpiece
+
+    fast = load_fast_tokenizer(default_checkpoint())
+    for word in REAL_WORDS[:-1]:  # the package also caps words at 100 characters
+        assert ch01.wordpiece(word, real_vocab) == wordpiece(word, real_vocab)
+    for word in ["unwatchable", "snoozefest", "movie", "🍿"]:
+        assert ch01.wordpiece(word, real_vocab) == fast.tokenize(word)
+    expected = sum(fast.tokenize(w) == ["[UNK]"] for w in REAL_WORDS) / len(REAL_WORDS)
+    assert expected > 0 and ch01.unk_rate(REAL_WORDS, real_vocab) == expected
+    split = 100 * sum(len(fast.tokenize(w)) > 1 for w in ["movie", "the", "unwatchable", "snoozefest"]) / 4
+    assert ch01.split_share(["movie", "the", "unwatchable", "snoozefest"], real_vocab) == split == 50
+
+
+def test_pair_and_padding_references_agree_with_the_package():
+    from bertedu.checkpoint import default_checkpoint
+    from bertedu.tokenization import BertTokenizer, pad_batch
+
+    tokenizer = BertTokenizer.from_pretrained(default_checkpoint())
+    a, b = "The acting was wooden.", "I walked out."
+    encoded = tokenizer.encode(a, b)
+    ids_a, ids_b = (tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t)) for t in (a, b))
+    assert ch01.pair_inputs(ids_a, ids_b, tokenizer.cls_token_id, tokenizer.sep_token_id) == (
+        encoded["input_ids"], encoded["token_type_ids"])
+    for sequences in ch01.BATCHES:
+        package = pad_batch([{"input_ids": s, "token_type_ids": [0] * len(s)} for s in sequences], pad_id=0)
+        ids, mask = ch01.pad_batch(sequences, 0)
+        assert torch.equal(ids, package["input_ids"]) and torch.equal(mask, package["attention_mask"])
+
+
+def test_attention_references_agree_with_the_package():
+    from bertedu.attention import MultiHeadSelfAttention, padding_bias, scaled_dot_product_attention
+
+    for q, k, v, mask in ch02._cases():
+        context, probs = ch02.attention(q, k, v, mask)
+        package_context, package_probs = scaled_dot_product_attention(q, k, v, padding_bias(mask, q.dtype))
+        torch.testing.assert_close(probs, package_probs)
+        torch.testing.assert_close(context, package_context)
+    x = torch.randn(2, 3, 8)
+    assert torch.equal(ch02.split_heads(x, 4), MultiHeadSelfAttention(8, 4).split_heads(x))
+
+
+def test_encoder_references_agree_with_the_package_and_torch():
+    from bertedu.model import BertModel
+
+    embeddings, layer = ch03._tiny_modules()
+    ids, types = torch.tensor([[2, 7, 9, 3]]), torch.tensor([[0, 0, 1, 1]])
+    with torch.no_grad():
+        torch.testing.assert_close(ch03.embed(ids, types, embeddings), embeddings(ids, types))
+        x, mask = torch.randn(2, 6, 16), torch.tensor([[1] * 6, [1, 1, 1, 1, 0, 0]])
+        torch.testing.assert_close(ch03.encoder_layer(x, mask, layer), layer(x, mask)[0])
+        # torch's own pre-LN layer with BertLayer's weights is the reference for pre_ln_layer
+        torch_layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", batch_first=True,
+                                                       norm_first=True, layer_norm_eps=ch03.TINY.layer_norm_eps).eval()
+        s, a = layer.attention.self, layer.attention
+        torch_layer.self_attn.in_proj_weight.copy_(torch.cat([s.query.weight, s.key.weight, s.value.weight]))
+        torch_layer.self_attn.in_proj_bias.copy_(torch.cat([s.query.bias, s.key.bias, s.value.bias]))
+        for theirs, ours in [(torch_layer.self_attn.out_proj, a.output.dense), (torch_layer.norm1, a.output.LayerNorm),
+                             (torch_layer.linear1, layer.intermediate.dense), (torch_layer.linear2, layer.output.dense),
+                             (torch_layer.norm2, layer.output.LayerNorm)]:
+            theirs.load_state_dict(ours.state_dict())
+        expected = torch_layer(x, src_key_padding_mask=mask == 0)
+        real = mask.bool()
+        torch.testing.assert_close(ch03.pre_ln_layer(x, mask, layer)[real], expected[real], atol=1e-5, rtol=1e-5)
+    for config in ch03.COUNT_CONFIGS.values():
+        if config.hidden_size <= 384:
+            assert ch03.count_parameters(config) == sum(p.numel() for p in BertModel(config).parameters())
+    share = ch03.embedding_share(30522)
+    assert abs(share - 51.6) < 0.05  # notebook 03 prints 51.6% for the real checkpoint
+
+
+def test_pretraining_references_agree_with_the_package_and_torch():
+    from bertedu.pretraining_data import mask_tokens
+    from bertedu.training import lr_multiplier
+
+    logits, labels = torch.randn(2, 6, 11), torch.full((2, 6), -100)
+    labels[0, 1], labels[1, 4] = 3, 7
+    torch.testing.assert_close(ch04.mlm_loss(logits, labels),
+                               F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100))
+    for step in range(20):
+        assert ch04.lr_schedule(step, 4, 20, 1e-3) == pytest.approx(1e-3 * lr_multiplier(step, 4, 20))
+    # whole-word masking in the package selects exactly the words that word_starts groups
+    continuation = torch.rand(4, 40, generator=torch.Generator().manual_seed(0)) < 0.4
+    continuation[:, 0] = False
+    ids = torch.randint(5, 50, (4, 40), generator=torch.Generator().manual_seed(1))
+    _, mlm_labels = mask_tokens(ids, vocab_size=50, mask_token_id=4, special_token_ids=[0, 1, 2, 3],
+                                mlm_probability=0.3, generator=torch.Generator().manual_seed(2),
+                                continuation_mask=continuation)
+    selected = mlm_labels != -100
+    starts = ch04.word_starts(continuation)
+    assert selected.any() and torch.equal(selected, selected.gather(-1, starts))
+
+
+def test_finetuning_references_agree_with_the_package_and_sklearn():
+    from sklearn.metrics import f1_score
+
+    from bertedu.finetuning import Example, frozen_features, truncate_head_tail
+    from bertedu.metrics import classification_scores
+    from bertedu.model import BertModel
+
+    for n, body, head in ch05.TRUNCATION_CASES:
+        pieces = list(range(n))
+        assert ch05.truncate_head_tail(pieces, body, head) == truncate_head_tail(pieces, body, head)
+    for labels, predictions in ch05._macro_f1_cases().values():
+        expected = f1_score(labels, predictions, average="macro", zero_division=0)
+        assert ch05.macro_f1(labels, predictions) == pytest.approx(expected)
+        assert classification_scores(labels, predictions).macro_f1 == pytest.approx(expected)
+    torch.manual_seed(0)
+    encoder = BertModel(ch03.TINY).eval()
+    examples = [Example([2, 7, 9, 3]), Example([2, 11, 3])]
+    features = frozen_features(encoder, examples)["mean"]
+    with torch.no_grad():
+        ids = torch.tensor([[2, 7, 9, 3], [2, 11, 3, 0]])
+        mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+        ours = ch05.mean_pool(encoder(ids, mask).last_hidden_state, mask)
+    torch.testing.assert_close(ours, torch.from_numpy(features), atol=1e-5, rtol=1e-5)

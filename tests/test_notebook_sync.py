@@ -7,6 +7,7 @@ every notebook, so the chapters also keep working against the current package.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import re
@@ -17,11 +18,12 @@ import pytest
 pytest.importorskip("nbformat", reason="the notebook stack is not installed here")
 
 from bertedu.course import VOLATILE_CELL_METADATA  # noqa: E402
-from bertedu.source import render_source  # noqa: E402
+from bertedu.source import render_source, source_details_html  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SHOW_SOURCE = re.compile(r"^show_source\((bertedu(?:\.\w+)+)\)\s*$", re.MULTILINE)
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
+# show_source(bertedu.x.Y) or show_source(bertedu.x.Y, part=("first", "last"))
+SHOW_SOURCE = re.compile(r"^show_source\((bertedu(?:\.\w+)+)(?:,\s*part=(\(.*\)))?\)\s*$", re.MULTILINE)
 MAX_BYTES = 2_500_000
 
 
@@ -44,22 +46,33 @@ def stdout_of(cell: dict) -> str:
                    if out.get("output_type") == "stream" and out.get("name") == "stdout")
 
 
-def shown_components(notebook: Path) -> list[tuple[int, str, str]]:
-    """(cell index, dotted name, stored output) for every show_source cell."""
+def html_of(cell: dict) -> str:
+    return "".join("".join(out.get("data", {}).get("text/html", "")) for out in cell.get("outputs", []))
+
+
+def shown_components(notebook: Path) -> list[tuple[int, str, tuple[str, str] | None, str, str]]:
+    """(cell index, dotted name, part, stored stdout, stored HTML) for every show_source cell."""
     cells = json.loads(notebook.read_text())["cells"]
     found = []
     for index, cell in enumerate(cells):
         source = "".join(cell["source"])
         if cell["cell_type"] == "code":
-            for dotted in SHOW_SOURCE.findall(source):
-                found.append((index, dotted, stdout_of(cell)))
+            for dotted, part in SHOW_SOURCE.findall(source):
+                found.append((index, dotted, ast.literal_eval(part) if part else None, stdout_of(cell), html_of(cell)))
     return found
+
+
+def is_outdated(dotted: str, part: tuple[str, str] | None, stored: str, stored_html: str) -> bool:
+    obj = resolve(dotted)
+    if stored != render_source(obj, part):
+        return True
+    return part is not None and stored_html != source_details_html(obj)  # the full source, one click away
 
 
 def outdated_cells(notebook: Path) -> list[tuple[int, str]]:
     """The show_source cells whose stored output differs from the package's current source."""
-    return [(index, dotted) for index, dotted, stored in shown_components(notebook)
-            if stored != render_source(resolve(dotted))]
+    return [(index, dotted) for index, dotted, part, stored, stored_html in shown_components(notebook)
+            if is_outdated(dotted, part, stored, stored_html)]
 
 
 def test_there_are_notebooks():
@@ -108,3 +121,21 @@ def test_the_sync_check_catches_drift(tmp_path):
     path = tmp_path / "99_drift.ipynb"
     nbformat.write(new_notebook(cells=cells), path)
     assert outdated_cells(path) == [(1, "bertedu.data.clean_review")]
+
+
+def test_the_sync_check_catches_drift_in_a_part_and_in_its_full_source(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    obj, part = resolve("bertedu.model.BertModel.forward"), ("embedded = self.embeddings", "pooler_output=")
+    shown = render_source(obj, part)
+    assert "(the part derived above:" in shown and len(shown) < len(render_source(obj))
+    details = source_details_html(obj)
+    source = 'show_source(bertedu.model.BertModel.forward, part=("embedded = self.embeddings", "pooler_output="))'
+    cells = [new_code_cell(source, outputs=[new_output("stream", name="stdout", text=text),
+                                            new_output("display_data", data={"text/html": page})])
+             for text, page in ((shown, details), (shown, details.replace("def", "fed")),
+                                (shown.replace("self.encoder", "self.decoder"), details))]
+    path = tmp_path / "99_drift.ipynb"
+    nbformat.write(new_notebook(cells=cells), path)
+    assert outdated_cells(path) == [(1, "bertedu.model.BertModel.forward"), (2, "bertedu.model.BertModel.forward")]

@@ -14,10 +14,9 @@ import torch
 
 from bertedu.exercises import (
     ExerciseError,
+    checker,
     compare_tensors,
     fail,
-    not_implemented,
-    passed,
     print_solution,
 )
 
@@ -61,63 +60,57 @@ def _cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
     return [(q, k, v, None), (q, k, v, mask)]
 
 
+@checker("attention", n_cases=2)
 def check_attention(function: Callable) -> None:
     """Compare ``function(q, k, v, mask)`` with softmax(q k^T / sqrt(d_k) + mask) v."""
-    try:
-        for q, k, v, mask in _cases():
-            where = "without a mask" if mask is None else "with padding in example 1 (mask [1, 1, 1, 0, 0])"
-            try:
-                got = function(q.clone(), k.clone(), v.clone(), None if mask is None else mask.clone())
-            except NotImplementedError:
-                raise
-            except Exception as error:
-                fail(f"Your function raised {type(error).__name__}: {error}\n  on q, k, v of shape "
-                     f"(2, 3, 5, 4) {where}.")
-            if not isinstance(got, tuple) or len(got) != 2:
-                fail("Return a tuple (context, probs).")
-            context, probs = got
-            expected_context, expected_probs = attention(q, k, v, mask)
-            try:
-                compare_tensors(probs, expected_probs, f"probs {where}")
-            except ExerciseError as error:
-                unscaled = (q @ k.transpose(-2, -1)).softmax(-1)
-                hint = ""
-                if mask is None and isinstance(probs, torch.Tensor) and probs.shape == unscaled.shape \
-                        and torch.allclose(probs, unscaled, atol=1e-5):
-                    hint = "\n  Hint: your probabilities equal softmax(q k^T): divide the scores by sqrt(d_k) first."
-                elif isinstance(probs, torch.Tensor) and probs.shape == expected_probs.shape \
-                        and not torch.allclose(probs.sum(-1), torch.ones(2, 3, 5), atol=1e-4):
-                    hint = "\n  Hint: each row of probs should sum to 1: softmax over the last axis (the keys)."
-                elif mask is not None and isinstance(probs, torch.Tensor) and probs.shape == expected_probs.shape \
-                        and probs[1, :, :, 3:].abs().max() > 1e-6:
-                    hint = ("\n  Hint: padded keys (mask 0) must get probability 0: set their scores to -inf "
-                            "before the softmax, for every head and every query.")
-                raise ExerciseError(str(error) + hint) from None
-            compare_tensors(context, expected_context, f"context {where}")
-    except NotImplementedError:
-        return not_implemented("attention")
-    passed("attention", 2)
+    for q, k, v, mask in _cases():
+        where = "without a mask" if mask is None else "with padding in example 1 (mask [1, 1, 1, 0, 0])"
+        try:
+            got = function(q.clone(), k.clone(), v.clone(), None if mask is None else mask.clone())
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            fail(f"Your function raised {type(error).__name__}: {error}\n  on q, k, v of shape "
+                 f"(2, 3, 5, 4) {where}.")
+        if not isinstance(got, tuple) or len(got) != 2:
+            fail("Return a tuple (context, probs).")
+        context, probs = got
+        expected_context, expected_probs = attention(q, k, v, mask)
+        try:
+            compare_tensors(probs, expected_probs, f"probs {where}")
+        except ExerciseError as error:
+            unscaled = (q @ k.transpose(-2, -1)).softmax(-1)
+            hint = ""
+            if mask is None and isinstance(probs, torch.Tensor) and probs.shape == unscaled.shape \
+                    and torch.allclose(probs, unscaled, atol=1e-5):
+                hint = "\n  Hint: your probabilities equal softmax(q k^T): divide the scores by sqrt(d_k) first."
+            elif isinstance(probs, torch.Tensor) and probs.shape == expected_probs.shape \
+                    and not torch.allclose(probs.sum(-1), torch.ones(2, 3, 5), atol=1e-4):
+                hint = "\n  Hint: each row of probs should sum to 1: softmax over the last axis (the keys)."
+            elif mask is not None and isinstance(probs, torch.Tensor) and probs.shape == expected_probs.shape \
+                    and probs[1, :, :, 3:].abs().max() > 1e-6:
+                hint = ("\n  Hint: padded keys (mask 0) must get probability 0: set their scores to -inf "
+                        "before the softmax, for every head and every query.")
+            raise ExerciseError(str(error) + hint) from None
+        compare_tensors(context, expected_context, f"context {where}")
 
 
+@checker("split_heads", n_cases=2)
 def check_split_heads(function: Callable) -> None:
     """Compare ``function(x, num_heads)`` with the ``(B, nh, T, hs)`` split."""
-    try:
-        x = torch.arange(2 * 3 * 8, dtype=torch.float32).view(2, 3, 8)  # (B=2, T=3, H=8)
-        for num_heads in (2, 4):
-            try:
-                got = function(x.clone(), num_heads)
-            except NotImplementedError:
-                raise
-            except Exception as error:
-                fail(f"Your function raised {type(error).__name__}: {error}\n  on x of shape (2, 3, 8), num_heads={num_heads}.")
-            expected = split_heads(x, num_heads)
-            if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got, expected):
-                wrong = x.view(2, num_heads, 3, 8 // num_heads)
-                hint = ("viewing (B, T, H) directly as (B, nh, T, hs) mixes tokens; view as (B, T, nh, hs) "
-                        "and then swap axes 1 and 2." if torch.equal(got, wrong) else
-                        "head h must hold features h*hs .. (h+1)*hs - 1 of every token.")
-                fail(f"split_heads(x, {num_heads}): the shape is right, the values are not: {hint}")
-            compare_tensors(got, expected, f"split_heads(x of shape (2, 3, 8), num_heads={num_heads})", atol=0)
-    except NotImplementedError:
-        return not_implemented("split_heads")
-    passed("split_heads", 2)
+    x = torch.arange(2 * 3 * 8, dtype=torch.float32).view(2, 3, 8)  # (B=2, T=3, H=8)
+    for num_heads in (2, 4):
+        try:
+            got = function(x.clone(), num_heads)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            fail(f"Your function raised {type(error).__name__}: {error}\n  on x of shape (2, 3, 8), num_heads={num_heads}.")
+        expected = split_heads(x, num_heads)
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got, expected):
+            wrong = x.view(2, num_heads, 3, 8 // num_heads)
+            hint = ("viewing (B, T, H) directly as (B, nh, T, hs) mixes tokens; view as (B, T, nh, hs) "
+                    "and then swap axes 1 and 2." if torch.equal(got, wrong) else
+                    "head h must hold features h*hs .. (h+1)*hs - 1 of every token.")
+            fail(f"split_heads(x, {num_heads}): the shape is right, the values are not: {hint}")
+        compare_tensors(got, expected, f"split_heads(x of shape (2, 3, 8), num_heads={num_heads})", atol=0)

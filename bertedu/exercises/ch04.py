@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from bertedu.exercises import (
     ExerciseError,
     call_learner,
+    checker,
     compare_tensors,
     fail,
-    not_implemented,
-    passed,
     print_solution,
 )
 
@@ -63,66 +62,57 @@ def solution(name: str) -> None:
 # -- checkers -----------------------------------------------------------------------------
 
 
+@checker("mlm_loss", n_cases=1)
 def check_mlm_loss(function: Callable) -> None:
     """Compare ``function(logits, labels)`` with the cross-entropy over labelled positions."""
-    try:
-        g = torch.Generator().manual_seed(0)
-        logits = torch.randn(2, 6, 11, generator=g)
-        labels = torch.full((2, 6), -100)
-        labels[0, 1], labels[0, 4], labels[1, 2] = 3, 7, 10
-        description = "logits (2, 6, 11) with 3 labelled positions"
-        got = call_learner(function, description, logits.clone(), labels.clone())
-        expected = mlm_loss(logits, labels)
-        if isinstance(got, torch.Tensor) and got.shape == () and not torch.allclose(got, expected, atol=1e-5):
-            safe = labels.clamp(min=0)
-            everywhere = F.cross_entropy(logits.view(-1, 11), safe.view(-1))
-            if torch.allclose(got, everywhere, atol=1e-5):
-                fail("Your loss averages over every position. Only tokens with a label (not -100) count: "
-                     "select them with labels != -100 first.")
-            summed = F.cross_entropy(logits[labels != -100], labels[labels != -100], reduction="sum")
-            if torch.allclose(got, summed, atol=1e-5):
-                fail("Your loss is the sum over the labelled tokens; take the mean (divide by their number).")
-        compare_tensors(got, expected, f"mlm_loss on {description}")
-    except NotImplementedError:
-        return not_implemented("mlm_loss")
-    passed("mlm_loss", 1)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 11, generator=g)
+    labels = torch.full((2, 6), -100)
+    labels[0, 1], labels[0, 4], labels[1, 2] = 3, 7, 10
+    description = "logits (2, 6, 11) with 3 labelled positions"
+    got = call_learner(function, description, logits.clone(), labels.clone())
+    expected = mlm_loss(logits, labels)
+    if isinstance(got, torch.Tensor) and got.shape == () and not torch.allclose(got, expected, atol=1e-5):
+        safe = labels.clamp(min=0)
+        everywhere = F.cross_entropy(logits.view(-1, 11), safe.view(-1))
+        if torch.allclose(got, everywhere, atol=1e-5):
+            fail("Your loss averages over every position. Only tokens with a label (not -100) count: "
+                 "select them with labels != -100 first.")
+        summed = F.cross_entropy(logits[labels != -100], labels[labels != -100], reduction="sum")
+        if torch.allclose(got, summed, atol=1e-5):
+            fail("Your loss is the sum over the labelled tokens; take the mean (divide by their number).")
+    compare_tensors(got, expected, f"mlm_loss on {description}")
 
 
+@checker("lr_schedule", n_cases=22)
 def check_lr_schedule(function: Callable) -> None:
     """Compare ``function(step, warmup_steps, total_steps, peak_lr)`` at many steps."""
-    try:
-        cases = [(step, 4, 20, 1e-3) for step in range(20)] + [(0, 0, 10, 0.5), (9, 0, 10, 0.5)]
-        for step, warmup, total, peak in cases:
-            got = call_learner(function, f"step={step}, warmup_steps={warmup}, total_steps={total}, peak_lr={peak}",
-                               step, warmup, total, peak)
-            expected = lr_schedule(step, warmup, total, peak)
-            if not isinstance(got, (int, float)) or abs(got - expected) > 1e-12 + 1e-9 * peak:
-                phase = "warm-up" if step < warmup else "decay"
-                hint = (" During warm-up the rate rises linearly and reaches peak_lr at the last warm-up "
-                        "step (step + 1 out of warmup_steps)." if phase == "warm-up" else
-                        " After warm-up it falls linearly from peak_lr towards 0 at total_steps.")
-                fail(f"lr at step {step} (warmup_steps={warmup}, total_steps={total}, peak_lr={peak}, "
-                     f"{phase}): yours {got!r}, expected {expected:.6g}.{hint}")
-    except NotImplementedError:
-        return not_implemented("lr_schedule")
-    passed("lr_schedule", 22)
+    cases = [(step, 4, 20, 1e-3) for step in range(20)] + [(0, 0, 10, 0.5), (9, 0, 10, 0.5)]
+    for step, warmup, total, peak in cases:
+        got = call_learner(function, f"step={step}, warmup_steps={warmup}, total_steps={total}, peak_lr={peak}",
+                           step, warmup, total, peak)
+        expected = lr_schedule(step, warmup, total, peak)
+        if not isinstance(got, (int, float)) or abs(got - expected) > 1e-12 + 1e-9 * peak:
+            phase = "warm-up" if step < warmup else "decay"
+            hint = (" During warm-up the rate rises linearly and reaches peak_lr at the last warm-up "
+                    "step (step + 1 out of warmup_steps)." if phase == "warm-up" else
+                    " After warm-up it falls linearly from peak_lr towards 0 at total_steps.")
+            fail(f"lr at step {step} (warmup_steps={warmup}, total_steps={total}, peak_lr={peak}, "
+                 f"{phase}): yours {got!r}, expected {expected:.6g}.{hint}")
 
 
+@checker("word_starts", n_cases=1)
 def check_word_starts(function: Callable) -> None:
     """Compare ``function(continuation)`` with the start position of each token's word."""
-    try:
-        continuation = torch.tensor([[False, True, True, False, True, False],
-                                     [False, False, True, False, False, True]])
-        got = call_learner(function, "continuation of shape (2, 6)", continuation.clone())
-        expected = word_starts(continuation)
-        if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got.long(), expected):
-            row = int((got.long() != expected).any(-1).nonzero()[0])
-            raise ExerciseError(
-                f"Row {row}, continuation {continuation[row].int().tolist()}: yours {got[row].tolist()}, "
-                f"expected {expected[row].tolist()}. A word starts at each False; every True belongs to "
-                "the word of the nearest False before it (a running maximum of start positions)."
-            )
-        compare_tensors(got, expected, "word_starts(continuation of shape (2, 6))", atol=0)
-    except NotImplementedError:
-        return not_implemented("word_starts")
-    passed("word_starts", 1)
+    continuation = torch.tensor([[False, True, True, False, True, False],
+                                 [False, False, True, False, False, True]])
+    got = call_learner(function, "continuation of shape (2, 6)", continuation.clone())
+    expected = word_starts(continuation)
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got.long(), expected):
+        row = int((got.long() != expected).any(-1).nonzero()[0])
+        raise ExerciseError(
+            f"Row {row}, continuation {continuation[row].int().tolist()}: yours {got[row].tolist()}, "
+            f"expected {expected[row].tolist()}. A word starts at each False; every True belongs to "
+            "the word of the nearest False before it (a running maximum of start positions)."
+        )
+    compare_tensors(got, expected, "word_starts(continuation of shape (2, 6))", atol=0)

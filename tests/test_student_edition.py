@@ -1,0 +1,83 @@
+"""The student edition: no solution text survives, the stubs stay, the command writes every chapter."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bertedu.errors import UserError
+from bertedu.student import solution_text, strip_solution_blocks, student_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def cell_text(cell: dict) -> str:
+    outputs = "".join(json.dumps(out) for out in cell.get("outputs", []))
+    return cell["source"] + outputs
+
+
+@pytest.fixture(scope="module")
+def student_edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    result = subprocess.run([sys.executable, "-m", "bertedu.cli", "student-edition", str(out)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_solution_text_survives(notebook, student_edition):
+    original = nbformat.read(notebook, as_version=4)
+    student = nbformat.read(student_edition / notebook.name, as_version=4)
+    solutions = set(solution_text(original))
+    # A line a derivation above also shows is not a give-away (e.g. WordPiece's inner loop).
+    elsewhere = "\n".join(c.source for c in student_notebook(original).cells)
+    distinctive = {line for line in solutions if len(line) >= 20 and line not in elsewhere}
+    text = "\n".join(cell_text(c) for c in student.cells)
+    survivors = [line for line in distinctive if line in text]
+    assert not survivors, f"{notebook.name}: solution lines in the student edition: {survivors[:3]}"
+    lowered = text.lower()
+    assert "show a solution" not in lowered and "### begin solution" not in lowered
+    stubs = sum("raise NotImplementedError" in c.source for c in student.cells if c.cell_type == "code")
+    if "exercises import" in "\n".join(c.source for c in original.cells):
+        assert stubs >= 1, f"{notebook.name}: a chapter with exercises keeps its stubs"
+    assert student.metadata["bertedu"] == {"edition": "student"}
+
+
+def test_the_chapters_with_solutions_lose_them():
+    with_solutions = [nb for nb in NOTEBOOKS if solution_text(nbformat.read(nb, as_version=4))]
+    assert len(with_solutions) >= 3  # the check above is not vacuous
+
+
+def notebook_of(*cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    return nb
+
+
+def test_markers_tags_and_details_blocks():
+    code = nbformat.v4.new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\ncheck(f)")
+    code.outputs = [nbformat.v4.new_output("stream", text="✓ f: passed")]
+    tagged = nbformat.v4.new_markdown_cell("The answer is 42.")
+    tagged.metadata["tags"] = ["solution"]
+    details = nbformat.v4.new_markdown_cell("<details><summary>Show a solution</summary>\n\n```python\nreturn 2 * x\n```\n"
+                                            "</details>\n\n**Exercise 2.** Next one.")
+    student = student_notebook(notebook_of(code, tagged, details))
+    assert [c.source for c in student.cells] == [
+        "def f(x):\n    raise NotImplementedError\n\ncheck(f)", "**Exercise 2.** Next one."]
+    assert student.cells[0].outputs == [] and student.cells[0].execution_count is None
+    assert solution_text(notebook_of(code, tagged, details)) == [
+        "return 2 * x", "The answer is 42.", "<details><summary>Show a solution</summary>", "```python",
+        "return 2 * x", "```", "</details>"]
+
+
+def test_unbalanced_markers_are_a_user_error():
+    with pytest.raises(UserError, match="without ### END SOLUTION"):
+        strip_solution_blocks("    ### BEGIN SOLUTION\n    x = 1")
+    with pytest.raises(UserError, match="without ### BEGIN SOLUTION"):
+        strip_solution_blocks("x = 1\n### END SOLUTION")
