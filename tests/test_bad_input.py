@@ -300,13 +300,14 @@ def test_predict_streams_its_output_before_the_input_ends(model_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-m", "bertedu.cli", "predict", "--model", str(model_dir),
                                 "--batch-size", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env)
+                               stderr=subprocess.PIPE, env=env, bufsize=0)  # unbuffered: select sees every line
     try:
         process.stdin.write(b"a great film\n" * 8)  # one chunk: 8 batches of 1
         process.stdin.flush()
         lines = []
-        while len(lines) < 8:
-            ready, _, _ = select.select([process.stdout], [], [], 120)
+        while len(lines) < 8:  # generous: starting Python, torch and the model takes long on a busy CPU
+            ready, _, _ = select.select([process.stdout], [], [], 300)
+            assert process.poll() is None, process.stderr.read().decode()
             assert ready, "no output while the input was still open: predict did not stream"
             lines.append(process.stdout.readline())
         assert all(line.startswith((b"negative\t", b"positive\t")) for line in lines)
