@@ -48,6 +48,7 @@ from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import atomic_write, write_json
 from bertedu.metrics import SENTIMENT_LABELS
 from bertedu.model import BertConfig, BertModel, encoder_weights, init_bert_weights
+from bertedu.settings import value_checks_enabled
 
 CLASSIFIER_NAME = "classifier.json"
 
@@ -169,6 +170,8 @@ def check_labels(labels: Tensor, batch_size: int, num_labels: int) -> None:
         raise ValueError(f"labels must have shape ({batch_size},), one class per sequence; got {tuple(labels.shape)}.")
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"labels must hold integer class ids; got dtype {labels.dtype}. Convert with labels.long().")
+    if not value_checks_enabled(labels):  # no host-device synchronisation in the GPU hot path
+        return
     bad = (labels < 0) | (labels >= num_labels)
     if bool(bad.any()):
         index = int(bad.nonzero()[0, 0])

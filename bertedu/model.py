@@ -41,6 +41,7 @@ from bertedu.checkpoint import (
 )
 from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import write_json
+from bertedu.settings import value_checks_enabled
 
 # ---------------------------------------------------------------------------------------
 # Configuration
@@ -492,10 +493,9 @@ def _check_index_dtype(name: str, tensor: Tensor) -> None:
 def _check_range(name: str, tensor: Tensor, high: int, what: str) -> None:
     """Raise if any entry of ``tensor`` lies outside ``[0, high)``, naming the first one.
 
-    Reading the answer back from a GPU makes the host wait for it, in every forward pass:
-    off the CPU the check runs only with ``BERTEDU_DEBUG=1`` (shape and dtype checks always run).
+    Off the CPU it runs only with ``BERTEDU_DEBUG=1`` (``settings.value_checks_enabled``).
     """
-    if tensor.device.type != "cpu" and os.environ.get("BERTEDU_DEBUG") != "1":
+    if not value_checks_enabled(tensor):
         return
     bad = (tensor < 0) | (tensor >= high)
     if bool(bad.any()):

@@ -23,6 +23,7 @@ from bertedu.errors import UserError
 
 QUICK_ENV = "BERTEDU_QUICK"
 DEVICE_ENV = "BERTEDU_DEVICE"
+DEBUG_ENV = "BERTEDU_DEBUG"
 
 T = TypeVar("T")
 
@@ -127,3 +128,13 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
             yield model
     finally:
         model.train(was_training)
+
+
+def value_checks_enabled(tensor: torch.Tensor) -> bool:
+    """Whether to check the *values* of an input tensor (ids or labels in range).
+
+    Reading a check's answer back from a GPU makes the host wait for the device in every
+    step, so off the CPU value checks run only with ``BERTEDU_DEBUG=1``; shape and dtype
+    checks cost nothing and always run.
+    """
+    return tensor.device.type == "cpu" or os.environ.get(DEBUG_ENV) == "1"

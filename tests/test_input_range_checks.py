@@ -66,3 +66,18 @@ def test_shape_and_dtype_checks_always_run_off_the_cpu(model, monkeypatch):
     with pytest.raises(ValueError, match="attention_mask has shape \\(1, 2\\)"):
         model.check_inputs(torch.ones(1, 3, dtype=torch.long).as_subclass(FakeCuda),
                            torch.ones(1, 2, dtype=torch.long).as_subclass(FakeCuda), None)
+
+
+def test_label_range_check_off_the_cpu_only_in_debug_mode(monkeypatch):
+    from bertedu.classification import check_labels
+
+    labels = torch.tensor([0, 2])
+    monkeypatch.delenv("BERTEDU_DEBUG", raising=False)
+    with pytest.raises(ValueError, match="labels\\[1\\] = 2 is outside \\[0, 1\\]"):
+        check_labels(labels, 2, 2)
+    check_labels(labels.as_subclass(FakeCuda), 2, 2)  # no sync on a GPU
+    with pytest.raises(ValueError, match="must have shape \\(3,\\)"):  # the shape check still runs there
+        check_labels(labels.as_subclass(FakeCuda), 3, 2)
+    monkeypatch.setenv("BERTEDU_DEBUG", "1")
+    with pytest.raises(ValueError, match="labels\\[1\\] = 2"):
+        check_labels(labels.as_subclass(FakeCuda), 2, 2)

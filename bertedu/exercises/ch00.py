@@ -12,7 +12,13 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bertedu.exercises import call_learner, check_prediction, checker, fail, print_solution
+from bertedu.exercises import (
+    call_learner,
+    check_prediction,
+    checker,
+    fail,
+    print_solution,
+)
 
 # -- reference solutions ------------------------------------------------------------------
 
