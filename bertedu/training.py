@@ -10,6 +10,11 @@ What it does, in the order of one optimizer step
 4. record the loss, evaluate every ``eval_every`` steps, checkpoint every
    ``checkpoint_every`` steps (atomically), keep the best checkpoint if asked.
 
+``train`` reads as that list: ``start_run`` (sizes, optimizer, ``resume``, DDP),
+``optimizer_step`` (``micro_batches``, ``accumulate_gradients``, clip, update, log),
+``evaluation_step`` (``keep_if_best``), ``save_checkpoint``, ``load_best_weights``. Each
+takes the ``TrainingRun`` that holds what the steps share.
+
 The contract (all a model or a chapter has to provide)
 ------------------------------------------------------
 - ``model``: an ``nn.Module`` whose ``forward(**batch)`` returns an object with a scalar
@@ -49,7 +54,13 @@ and the history. ``train`` finds it and continues: the data order is a function 
 (seed, epoch) and every step re-seeds dropout from (seed, step, rank), so a resumed run
 draws exactly the batches and dropout masks the uninterrupted run would have drawn.
 ``history.json`` beside it is the same history in plain JSON; ``best.pt`` holds the
-weights of the best evaluation when ``keep_best`` names a metric.
+weights of the best evaluation when ``keep_best`` names a metric. Both hold tensors and
+plain data only and are read with ``torch.load(..., weights_only=True)``: a ``.pt`` file
+that holds anything else (a pickle can run code) or is damaged is a ``UserError``.
+
+The command line keeps each run in a *run folder* (``prepare_run_dir``): a marker file
+says the course made it, ``run.json`` describes the run, and a run resumes only a folder
+whose description matches; ``--fresh`` empties a run folder and never any other folder.
 
 Several processes
 -----------------
