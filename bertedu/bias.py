@@ -214,6 +214,10 @@ class PairScores:
     def flips(self) -> np.ndarray:
         return (self.p_a >= 0.5) != (self.p_b >= 0.5)  # (N,) the label changed
 
+    def concat(self, other: PairScores) -> PairScores:
+        return PairScores(self.pairs + other.pairs, np.concatenate([self.p_a, other.p_a]),
+                          np.concatenate([self.p_b, other.p_b]))
+
     def select(self, attribute: str) -> PairScores:
         keep = [i for i, pair in enumerate(self.pairs) if pair.attribute == attribute]
         return PairScores([self.pairs[i] for i in keep], self.p_a[keep], self.p_b[keep])
@@ -283,6 +287,8 @@ class BiasAudit:
     rows: list[AuditRow]
     scores: PairScores
     alpha: float = 0.05
+    test_accuracy: float | None = None  # on the audited reviews, when there were any
+    n_reviews: int | None = None
 
     def row(self, attribute: str) -> AuditRow:
         for row in self.rows:
@@ -303,25 +309,59 @@ class BiasAudit:
                 f"{100 * r.mean_abs_difference:>10.2f}p {f'{r.flips} ({100 * r.flip_rate:.1f}%)':>11}  "
                 f"{'yes' if r.significant else 'no'}"
             )
+        if self.test_accuracy is not None:
+            lines.append(f"Accuracy on the {self.n_reviews} audited reviews: {100 * self.test_accuracy:.1f}%.")
         lines.append(f"Differences: P(positive) of group b minus group a ({', '.join(f'{r.attribute}: {r.groups}' for r in self.rows)}), "
                      f"in percentage points. Significant: paired t-test p < {self.alpha:g}/{len(self.rows)} (Bonferroni).")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "correction": "bonferroni", "difference": "P(positive | b) - P(positive | a)",
-                "rows": [asdict(r) for r in self.rows]}
+                "test_accuracy": self.test_accuracy, "n_reviews": self.n_reviews, "rows": [asdict(r) for r in self.rows]}
 
 
 def bias_audit(classifier: Any, reviews: Any | None = None, *, attributes: Sequence[str] | None = None,
                batch_size: int = 64, alpha: float = 0.05) -> BiasAudit:
     """Template pairs of every attribute (or of ``attributes``) and, given IMDb ``reviews``
-    (a ``ReviewSet``), their gender-swapped copies: scored, tested, one row per attribute."""
+    (a ``ReviewSet``), their gender-swapped copies: scored, tested, one row per attribute.
+
+    With ``reviews`` the audit also gives the test accuracy on them: every review is
+    scored once, then only the swapped copies are.
+    """
     names = list(attributes) if attributes is not None else list(load_templates()["attributes"])
     pairs = [pair for name in names for pair in template_pairs(name)]
+    scores = score_pairs(classifier, pairs, batch_size) if pairs else None
+    accuracy = None
     if reviews is not None:
-        pairs += counterfactual_pairs(reviews.texts, reviews.labels)
-    scores = score_pairs(classifier, pairs, batch_size)
-    return BiasAudit(audit_rows(scores, alpha), scores, alpha)
+        p_original = positive_probability(classifier, reviews.texts, batch_size)  # (N,)
+        accuracy = float(((p_original >= 0.5) == np.asarray(reviews.labels, dtype=bool)).mean())
+        counterfactual = counterfactual_scores(classifier, reviews.texts, reviews.labels, p_original, batch_size)
+        scores = counterfactual if scores is None else scores.concat(counterfactual)
+    if scores is None:
+        raise ValueError("Nothing to audit: give template attributes or reviews.")
+    return BiasAudit(audit_rows(scores, alpha), scores, alpha, accuracy, None if reviews is None else len(reviews.texts))
+
+
+def counterfactual_scores(classifier: Any, texts: Sequence[str], labels: Sequence[int] | None,
+                          p_original: np.ndarray, batch_size: int = 64) -> PairScores:
+    """``PairScores`` of the gendered reviews and their swapped copies, reusing ``p_original``."""
+    pairs, p_a, p_b, swapped_texts = [], [], [], []
+    for i, text in enumerate(texts):
+        leaning = count_terms(text).leaning
+        if leaning == 0:
+            continue
+        swapped_texts.append(swap_gender(text))
+        pairs.append(i)
+    p_swapped = positive_probability(classifier, swapped_texts, batch_size) if swapped_texts else np.zeros(0)
+    text_pairs = []
+    for k, i in enumerate(pairs):
+        male_first = count_terms(texts[i]).leaning > 0  # the original is the more male version
+        a, b = (texts[i], swapped_texts[k]) if male_first else (swapped_texts[k], texts[i])
+        text_pairs.append(TextPair(COUNTERFACTUAL_ATTRIBUTE, a, b, "more male", "more female",
+                                   label=None if labels is None else int(labels[i])))
+        p_a.append(p_original[i] if male_first else p_swapped[k])
+        p_b.append(p_swapped[k] if male_first else p_original[i])
+    return PairScores(text_pairs, np.asarray(p_a, dtype=np.float64), np.asarray(p_b, dtype=np.float64))
 
 
 def plot_audit(audits: dict[str, BiasAudit], ax: Any = None) -> Any:
@@ -359,6 +399,7 @@ __all__ = [
     "audit_rows",
     "bias_audit",
     "counterfactual_pairs",
+    "counterfactual_scores",
     "fill_template",
     "load_templates",
     "paired_t_test",

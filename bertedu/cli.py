@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("bertedu.pretraining", "pre-train a small BERT with MLM + NSP on IMDb text"),
     "finetune": ("bertedu.finetuning", "fine-tune a BERT checkpoint for IMDb sentiment"),
     "predict": ("bertedu.finetuning", "classify texts with a fine-tuned model"),
+    "bias": ("bertedu.commands.bias", "audit a fine-tuned sentiment model for demographic bias"),
 }
 
 
