@@ -96,6 +96,29 @@ def paired_t_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.
     return PairedTest(n, mean, std, mean - t_crit * standard_error, mean + t_crit * standard_error, t, p, wilcoxon_p)
 
 
+def sign_flip_test(differences: Sequence[float], max_exact: int = 16, n_resamples: int = 100_000,
+                   seed: int = 0) -> float:
+    """The paired permutation test: a two-sided p-value that assumes no distribution.
+
+    If the groups made no difference, each ``d_i`` would be as likely to have the other
+    sign. So flip the signs in every one of the ``2^n`` ways and count how often the
+    mean is at least as far from 0 as the observed one (the observed pattern included).
+    Exact up to ``max_exact`` pairs; beyond that, ``n_resamples`` random sign patterns.
+    Agrees with ``scipy.stats.permutation_test(..., permutation_type="samples")`` (tested).
+    """
+    d = np.asarray(differences, dtype=np.float64)  # (n,)
+    if d.ndim != 1 or len(d) < 1:
+        raise ValueError(f"Need a 1-d sequence of at least one difference; got shape {d.shape}.")
+    observed = abs(d.mean())
+    if len(d) <= max_exact:
+        signs = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)  # (2^n, n) every pattern
+    else:
+        signs = np.random.default_rng(seed).choice([-1, 1], size=(n_resamples, len(d)))
+    means = np.abs((signs * d).mean(axis=1))  # (patterns,)
+    tolerance = 1e-12 * max(1.0, observed)  # the same mean computed in another order is the same mean
+    return float((means >= observed - tolerance).mean())
+
+
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson's score interval for a proportion ``k / n`` (good even near 0 and 1 and for small n).
 
@@ -406,6 +429,7 @@ __all__ = [
     "plot_audit",
     "positive_probability",
     "score_pairs",
+    "sign_flip_test",
     "template_pairs",
     "wilson_interval",
 ]

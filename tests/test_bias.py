@@ -190,3 +190,23 @@ def test_package_data_is_declared_for_non_editable_installs():
     patterns = pyproject["tool"]["setuptools"]["package-data"]["bertedu"]
     assert "resources/*.json" in patterns
     json.dumps(load_templates())  # loads through importlib.resources
+
+
+@pytest.mark.parametrize("seed, n", [(0, 6), (1, 10), (2, 13)])
+def test_sign_flip_test_matches_scipy_exact_permutation_test(seed, n):
+    from bertedu.bias import sign_flip_test
+
+    d = np.random.default_rng(seed).normal(0.05, 0.1, n)
+    ref = stats.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                                 alternative="two-sided", n_resamples=np.inf)
+    assert sign_flip_test(d) == pytest.approx(ref.pvalue, rel=1e-12)
+
+
+def test_sign_flip_test_by_hand_and_sampled():
+    from bertedu.bias import sign_flip_test
+
+    # d = (1, 2, 3): of the 8 sign patterns only (+,+,+) and (-,-,-) reach |mean| 2.
+    assert sign_flip_test([1, 2, 3]) == 2 / 8
+    assert sign_flip_test([0.0, 0.0]) == 1.0
+    d = np.random.default_rng(0).normal(0.0, 1.0, 40)
+    assert sign_flip_test(d) == pytest.approx(stats.ttest_1samp(d, 0).pvalue, abs=0.03)  # large n: close to t
