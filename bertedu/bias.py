@@ -322,20 +322,22 @@ class BiasAudit:
     def table(self) -> str:
         """The audit as a fixed-width text table (differences in percentage points)."""
         header = (f"{'attribute':<30} {'pairs':>5} {'mean diff (pp)':>15} {'95% CI (pp)':>17} {'p (t)':>8} "
-                  f"{'p (Wilc.)':>9} {'mean |diff|':>11} {'flips':>11}  significant")
+                  f"{'p (Wilc.)':>9} {'mean |d| (pp)':>13} {'flips':>11}  significant")
         lines = [header, "-" * len(header)]
         for r in self.rows:
             wilcoxon = f"{r.wilcoxon_p:9.2g}" if r.wilcoxon_p is not None else f"{'-':>9}"
             lines.append(
                 f"{r.attribute:<30} {r.n_pairs:>5} {100 * r.mean_difference:>+15.2f} "
                 f"{f'[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]':>17} {r.p_value:>8.2g} {wilcoxon} "
-                f"{100 * r.mean_abs_difference:>10.2f}p {f'{r.flips} ({100 * r.flip_rate:.1f}%)':>11}  "
+                f"{100 * r.mean_abs_difference:>13.2f} {f'{r.flips} ({100 * r.flip_rate:.1f}%)':>11}  "
                 f"{'yes' if r.significant else 'no'}"
             )
         if self.test_accuracy is not None:
             lines.append(f"Accuracy on the {self.n_reviews} audited reviews: {100 * self.test_accuracy:.1f}%.")
-        lines.append(f"Differences: P(positive) of group b minus group a ({', '.join(f'{r.attribute}: {r.groups}' for r in self.rows)}), "
-                     f"in percentage points. Significant: paired t-test p < {self.alpha:g}/{len(self.rows)} (Bonferroni).")
+        lines.append("d = P(positive | b) - P(positive | a), in percentage points (pp); b - a: "
+                     + "; ".join(f"{r.attribute}: {r.groups}" for r in self.rows) + ".")
+        lines.append(f"Significant: paired t-test p < {self.alpha:g}/{len(self.rows)} (Bonferroni). "
+                     "Flips: pairs whose label differs.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
