@@ -92,6 +92,11 @@ class SentimentClassifier:
         """Weights, config, vocab.txt and the classifier.json marker (see bertedu.classification)."""
         return save_classifier(self.model, folder, self.vocab_file, self.info)
 
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """``(N, C)`` class probabilities of texts of any length, read as in training."""
+        examples = [Example(self._frame(p)) for p in self._word_pieces(texts, False)]
+        return predict_proba(self.model, examples, batch_size, self.tokenizer.pad_token_id)
+
     def predict(self, texts: Sequence[str], batch_size: int = 32, skip_empty: bool = False) -> list[Prediction | None]:
         """Classify texts of any length (long ones are cut to head + tail, as in training).
 
