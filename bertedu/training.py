@@ -63,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ class TrainingConfig:
 
     learning_rate: float = 1e-4
     max_steps: int | None = None        # optimizer steps in total...
+    max_minutes: float | None = None    # ...or (also) a wall-clock budget: see time_budget_fraction
     epochs: float | None = None         # ...or passes over train_data (one of the two)
     batch_size: int = 32                # per process, per micro-batch (see module docstring)
     grad_accumulation_steps: int = 1
@@ -192,6 +194,19 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def time_budget_fraction(train_seconds: float, max_minutes: float) -> float:
+    """How much of a wall-clock budget is spent (0 to 1), as in Cramming (Geiping & Goldstein 2022).
+
+    With ``max_minutes`` set, the learning-rate schedule runs over *time* instead of steps
+    (warm-up for the first ``warmup_ratio`` of the minutes, then the decay), and training
+    stops when the budget is spent, so a run on a slower or busier machine takes fewer but
+    complete steps. Only training time counts (not evaluation or checkpoints); it is saved
+    in the checkpoint, so a resumed run continues the same budget. The number of steps then
+    depends on the machine: such a run is not replayable step for step.
+    """
+    return min(1.0, train_seconds / (60.0 * max_minutes))
 
 
 def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
@@ -336,6 +351,8 @@ def train(
     optimizer = make_optimizer(model, config)
     history = TrainingHistory()
     start_step = 0
+    train_seconds = 0.0  # time spent in training steps (for max_minutes)
+    budget_steps = 1_000_000  # the time schedule's resolution (max_minutes)
 
     # 1. Resume: the last checkpoint holds everything a step depends on.
     if checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT_NAME).is_file():
@@ -349,6 +366,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         history = TrainingHistory.from_dict(state["history"])
         start_step = state["step"]
+        train_seconds = state.get("train_seconds", 0.0)
         if rank == 0 and config.progress:
             print(f"Resuming from {checkpoint_dir / CHECKPOINT_NAME} at step {start_step} of {total_steps}.")
 
@@ -361,7 +379,7 @@ def train(
         if checkpoint_dir is not None and rank == 0:
             atomic_save({"step": step, "model": bare_model.state_dict(), "optimizer": optimizer.state_dict(),
                          "history": history.to_dict(), "config": asdict(config),
-                         "global_batch": global_batch, "world_size": world_size},
+                         "global_batch": global_batch, "world_size": world_size, "train_seconds": train_seconds},
                         checkpoint_dir / CHECKPOINT_NAME)
             write_json(checkpoint_dir / HISTORY_NAME, history.to_dict())
         _barrier()
@@ -396,8 +414,10 @@ def train(
 
     current_epoch = -1
     step = start_step
+    out_of_time = config.max_minutes is not None and time_budget_fraction(train_seconds, config.max_minutes) >= 1
     try:
-        while step < total_steps:
+        while step < total_steps and not out_of_time:
+            started = time.perf_counter()
             epoch, indices = global_batch_indices(step, n_examples, global_batch, config.seed)
             if epoch != current_epoch and hasattr(train_data, "set_epoch"):
                 train_data.set_epoch(epoch)
@@ -421,12 +441,24 @@ def train(
 
             # 4. Clip, set this step's learning rate, update.
             grad_norm = nn.utils.clip_grad_norm_(bare_model.parameters(), config.max_grad_norm or float("inf"))
-            lr = config.learning_rate * lr_multiplier(step, warmup_steps, total_steps)
+            if config.max_minutes is None:
+                lr = config.learning_rate * lr_multiplier(step, warmup_steps, total_steps)
+            else:  # the schedule over the fraction of the time budget spent so far
+                spent = int(budget_steps * time_budget_fraction(train_seconds, config.max_minutes))
+                lr = config.learning_rate * lr_multiplier(min(spent, budget_steps - 1),
+                                                          int(config.warmup_ratio * budget_steps), budget_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            train_seconds += time.perf_counter() - started
+            if config.max_minutes is not None:  # every process stops at the same step
+                spent = torch.tensor([time_budget_fraction(train_seconds, config.max_minutes)])
+                if world_size > 1:
+                    dist.broadcast(spent, 0)
+                out_of_time = bool(spent >= 1)
+            last_step = step == total_steps or out_of_time
 
             # 5. Log the mean over processes, evaluate, checkpoint.
             if world_size > 1:
@@ -437,9 +469,9 @@ def train(
             history.train.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.1e}")
-            if step == total_steps or (config.eval_every and step % config.eval_every == 0):
+            if last_step or (config.eval_every and step % config.eval_every == 0):
                 run_evaluation(step)
-            if step == total_steps or (config.checkpoint_every and step % config.checkpoint_every == 0):
+            if last_step or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 save_checkpoint(step)
             for callback in callbacks:
                 callback(step, history)
