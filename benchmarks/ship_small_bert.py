@@ -30,10 +30,12 @@ def main(run_dir: str, command: str, hardware: str) -> None:
     for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME):
         shutil.copyfile(run / "model" / name, SHIPPED_DIR / name)
     history = json.loads((run / "history.json").read_text())
+    settings = pretraining_preset(SHIPPED_PRESET)
+    write_text(SHIPPED_DIR / "history.json",  # the evaluations only, for chapter 4's compute plot
+               json.dumps({"batch_size": settings.training.batch_size, "evals": history["evals"]}, indent=1))
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     model = BertForPreTraining.from_pretrained(SHIPPED_DIR)
     tokenizer = load_fast_tokenizer(SHIPPED_DIR)
-    settings = pretraining_preset(SHIPPED_PRESET)
     probe = probe_accuracy(model, masked_word_probe(tokenizer))
     guesses = fill_mask(model, tokenizer, "this movie was [MASK] .", top_k=5)[0]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -49,7 +51,7 @@ Load it with `BertForPreTraining.from_pretrained(bertedu.pretraining.shipped_sma
 
 | | |
 |---|---|
-| architecture | {settings.num_hidden_layers} layers, hidden {settings.hidden_size}, {settings.num_attention_heads} heads, feed-forward {settings.intermediate_size}, post-LN (BERT's), 128 positions |
+| architecture | {settings.num_hidden_layers} layers, hidden {settings.hidden_size}, {settings.num_attention_heads} heads, feed-forward {settings.intermediate_size}, {"pre-LN" if settings.pre_layer_norm else "post-LN"}, 128 positions |
 | vocabulary | the course's IMDb WordPiece, {settings.vocab_size:,} tokens (`imdb_wordpiece_vocab`) |
 | parameters | {sum(p.numel() for p in model.parameters()):,} (weights file {size / 1e6:.1f} MB, float32) |
 | recipe | MLM (15%, 80/10/10, predicted only at the masked positions) + NSP; no dropout; AdamW, peak learning rate {settings.training.learning_rate:g}, warm-up {settings.training.warmup_ratio:.0%} then linear decay over a wall-clock budget of {settings.training.max_minutes:g} minutes (`TrainingConfig.max_minutes`); batch {settings.training.batch_size} x 128 tokens |

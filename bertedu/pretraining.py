@@ -275,14 +275,15 @@ def pretraining_settings() -> PretrainingSettings:
         num_hidden_layers=pick(quick=2, full=4),
         num_attention_heads=pick(quick=2, full=4),
         intermediate_size=pick(quick=512, full=1024),
+        pre_layer_norm=True,
         training=TrainingConfig(
-            learning_rate=pick(quick=2e-3, full=1e-3),
-            max_steps=pick(quick=600, full=20_000),
+            learning_rate=pick(quick=3e-3, full=2e-3),
+            max_steps=pick(quick=900, full=20_000),
             batch_size=pick(quick=32, full=128),
             warmup_ratio=pick(quick=0.1, full=0.06),
-            eval_every=pick(quick=100, full=1_000),
+            eval_every=pick(quick=150, full=1_000),
             eval_at_start=True,
-            checkpoint_every=pick(quick=100, full=1_000),
+            checkpoint_every=pick(quick=150, full=1_000),
         ),
     )
 
