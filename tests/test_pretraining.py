@@ -339,3 +339,10 @@ def test_pretraining_corpus_never_holds_chapter5_or_test_reviews(imdb_archive):
     assert len(keys(train) | keys(held_out) | keys(chapter5_train) | keys(chapter5_validation)) == 25_000
     first_100, _ = pretraining_corpus(100, 500, seed=0)
     assert [r.review_id for r in first_100] == [r.review_id for r in train[:100]]
+
+
+def test_pre_ln_exercise_names_the_post_ln_mistake():
+    from bertedu.exercises import ExerciseError, ch04
+
+    with pytest.raises(ExerciseError, match="post-LN layer"):
+        ch04.check_pre_ln_layer(lambda layer, x: layer(x, None)[0])
