@@ -368,8 +368,9 @@ def evaluate_pretraining(model: BertForPreTraining, dataset: PretrainingDataset,
     totals = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_count=0.0, nsp_loss=0.0, nsp_correct=0.0, nsp_count=0.0)
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
-            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            batch = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
+            batch = {k: v.to(device) for k, v in dataset.batch(slice(start, start + batch_size)).items()}
+            if "next_sentence_label" not in batch:  # an MLM-only dataset: NSP is still measured
+                batch["next_sentence_label"] = dataset.tensors["next_sentence_label"][start:start + batch_size].to(device)
             out = model(**batch)
             targets = batch["labels"][batch["labels"] != IGNORE_INDEX]  # (N,)
             totals["mlm_loss"] += F.cross_entropy(out.prediction_logits.float(), targets, reduction="sum").item()
