@@ -83,6 +83,9 @@ class BertConfig:
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    # bertedu's option, not in transformers: LayerNorm *before* each sublayer (pre-LN) and one
+    # final LayerNorm after the last layer. Off: the original BERT (post-LN).
+    pre_layer_norm: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -134,7 +137,10 @@ class BertConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config.json content; ``model_type`` lets ``transformers`` load it too."""
-        return {**dataclasses.asdict(self), "model_type": "bert", "architectures": ["BertModel"]}
+        data = dataclasses.asdict(self)
+        if not self.pre_layer_norm:
+            del data["pre_layer_norm"]  # a post-LN config.json stays exactly transformers' BERT
+        return {**data, "model_type": "bert", "architectures": ["BertModel"]}
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         write_json(Path(path) / CONFIG_NAME, self.to_dict())
@@ -235,10 +241,21 @@ class AddNorm(nn.Module):
         self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_layer_norm = config.pre_layer_norm
 
     def forward(self, hidden_states: Tensor, residual: Tensor) -> Tensor:
-        """``(B, T, in_features)``, ``(B, T, H)`` -> ``(B, T, H)``."""
+        """``(B, T, in_features)``, ``(B, T, H)`` -> ``(B, T, H)``.
+
+        With ``config.pre_layer_norm`` the LayerNorm has already been applied to the
+        sublayer's *input* (see ``pre_norm``), and the sum stays un-normalised.
+        """
+        if self.pre_layer_norm:
+            return residual + self.dropout(self.dense(hidden_states))
         return self.LayerNorm(residual + self.dropout(self.dense(hidden_states)))
+
+    def pre_norm(self, x: Tensor) -> Tensor:
+        """The sublayer's input: ``LN(x)`` in a pre-LN model, ``x`` itself in BERT (post-LN)."""
+        return self.LayerNorm(x) if self.pre_layer_norm else x
 
 
 class BertAttention(nn.Module):
@@ -255,7 +272,7 @@ class BertAttention(nn.Module):
         self, hidden_states: Tensor, attention_mask: Tensor | None, output_attentions: bool = False
     ) -> tuple[Tensor, Tensor | None]:
         """``(B, T, H)`` -> ``(B, T, H)`` and the probabilities ``(B, nh, T, T)`` or None."""
-        context, probs = self.self(hidden_states, attention_mask, output_attentions)
+        context, probs = self.self(self.output.pre_norm(hidden_states), attention_mask, output_attentions)
         return self.output(context, hidden_states), probs
 
 
@@ -290,7 +307,7 @@ class BertLayer(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """``(B, T, H)`` -> ``(B, T, H)`` and the layer's attention probabilities or None."""
         attended, probs = self.attention(hidden_states, attention_mask, output_attentions)
-        return self.output(self.intermediate(attended), attended), probs
+        return self.output(self.intermediate(self.output.pre_norm(attended)), attended), probs
 
 
 class BertEncoder(nn.Module):
@@ -299,6 +316,8 @@ class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        if config.pre_layer_norm:  # pre-LN leaves the residual stream un-normalised: one last LN
+            self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(
         self, hidden_states: Tensor, attention_mask: Tensor | None = None, output_attentions: bool = False
@@ -310,6 +329,8 @@ class BertEncoder(nn.Module):
             hidden_states, probs = layer(hidden_states, attention_mask, output_attentions)  # (B, T, H)
             all_hidden.append(hidden_states)
             all_attentions.append(probs)  # (B, nh, T, T) or None
+        if hasattr(self, "final_layer_norm"):
+            all_hidden[-1] = self.final_layer_norm(all_hidden[-1])
         return tuple(all_hidden), tuple(all_attentions)
 
 

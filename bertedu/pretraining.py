@@ -64,6 +64,8 @@ from bertedu.training import (
 
 PRETRAINED_NAME = "ch4-pretrained"  # chapter 5 looks here
 RUN_NAME = "ch4-pretraining-run"    # training checkpoints (resume) live here
+SHIPPED_PRESET = "small-bert"       # the preset of the model in bertedu/resources/small-bert
+CHAPTER5_REVIEWS, CHAPTER5_SEED = 2_200, 0  # load_imdb("train", n=2200, seed=0): chapter 5's train + validation
 
 # ---------------------------------------------------------------------------------------
 # The model: BertModel + two heads
@@ -225,16 +227,16 @@ def tokenize_documents(texts: Sequence[str], tokenizer: Any) -> list[list[list[i
 
 
 def build_pretraining_dataset(texts: Sequence[str], tokenizer: Any, *, max_seq_length: int = 128,
-                              whole_word: bool = False, seed: int = 0) -> PretrainingDataset:
-    """Texts -> sentences -> NSP pairs -> a dataset that masks on the fly."""
+                              whole_word: bool = False, seed: int = 0, nsp: bool = True) -> PretrainingDataset:
+    """Texts -> sentences -> NSP pairs -> a dataset that masks every pair each epoch."""
     documents = tokenize_documents(texts, tokenizer)
     pairs = make_pairs(documents, max_seq_length=max_seq_length, seed=seed)
     return PretrainingDataset(pairs, PretrainingVocab.from_tokenizer(tokenizer), max_seq_length=max_seq_length,
-                              whole_word=whole_word, seed=seed)
+                              whole_word=whole_word, seed=seed, nsp=nsp)
 
 
 # ---------------------------------------------------------------------------------------
-# Settings: quick (2 CPU cores, minutes) and full (a GPU)
+# Settings: quick (2 CPU cores, minutes), full (a GPU) and the shipped model's preset
 # ---------------------------------------------------------------------------------------
 
 
@@ -242,7 +244,8 @@ def build_pretraining_dataset(texts: Sequence[str], tokenizer: Any, *, max_seq_l
 class PretrainingSettings:
     """Data, model size and optimisation of one pre-training run."""
 
-    n_reviews: int                 # IMDb *train* reviews to learn from (never the test split)
+    n_reviews: int | None          # IMDb train reviews to learn from (None: every one allowed, see
+                                   # pretraining_corpus); never chapter 5's reviews, never test
     n_validation: int              # held-out train reviews for MLM/NSP accuracy
     max_seq_length: int
     vocab_size: int                # of the course's IMDb WordPiece vocabulary
@@ -252,20 +255,32 @@ class PretrainingSettings:
     intermediate_size: int
     training: TrainingConfig = field(default_factory=TrainingConfig)
     whole_word: bool = False
+    dropout: float = 0.0           # while pre-training (Cramming: none); the saved config says 0.1
+    pre_layer_norm: bool = False   # LayerNorm before each sublayer instead of after the residual
+    nsp: bool = True               # False: MLM only (the NSP head is still evaluated, untrained)
     eval_batch_size: int = 64
     seed: int = 0
 
-    def model_config(self) -> BertConfig:
+    def model_config(self, dropout: float | None = None) -> BertConfig:
+        """The model's config; ``dropout`` overrides the pre-training rate (e.g. 0.1 to save)."""
+        rate = self.dropout if dropout is None else dropout
+        extra = {"pre_layer_norm": True} if self.pre_layer_norm else {}
         return BertConfig(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
                           num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
-                          intermediate_size=self.intermediate_size, max_position_embeddings=self.max_seq_length)
+                          intermediate_size=self.intermediate_size, max_position_embeddings=self.max_seq_length,
+                          hidden_dropout_prob=rate, attention_probs_dropout_prob=rate, **extra)
 
 
 def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
-    """The chapter's settings for quick or full mode (None: ``BERTEDU_QUICK`` decides)."""
+    """The chapter's settings for quick or full mode (None: ``BERTEDU_QUICK`` decides).
+
+    The recipe of the budget literature (Geiping & Goldstein 2022; Izsak et al. 2021),
+    each part measured in ``benchmarks/pretraining_recipe.txt``: no dropout, a high peak
+    learning rate, the MLM head only on the masked positions, sequences of 128 tokens.
+    """
     pick = functools.partial(pick_by_mode, mode=is_quick(quick))
     return PretrainingSettings(
-        n_reviews=pick(quick=3_000, full=24_000),
+        n_reviews=pick(quick=3_000, full=None),
         n_validation=pick(quick=300, full=1_000),
         max_seq_length=128,
         vocab_size=8_000,
@@ -273,29 +288,81 @@ def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
         num_hidden_layers=pick(quick=2, full=4),
         num_attention_heads=pick(quick=2, full=4),
         intermediate_size=pick(quick=512, full=1024),
+        pre_layer_norm=True,
         training=TrainingConfig(
-            learning_rate=pick(quick=2e-3, full=5e-4),
-            max_steps=pick(quick=600, full=20_000),
+            learning_rate=pick(quick=3e-3, full=2e-3),
+            max_steps=pick(quick=900, full=20_000),
             batch_size=pick(quick=32, full=128),
-            warmup_ratio=pick(quick=0.1, full=0.05),
-            eval_every=pick(quick=100, full=1_000),
+            warmup_ratio=pick(quick=0.1, full=0.06),
+            eval_every=pick(quick=150, full=1_000),
             eval_at_start=True,
-            checkpoint_every=pick(quick=100, full=1_000),
+            checkpoint_every=pick(quick=150, full=1_000),
         ),
     )
 
 
+def shipped_settings() -> PretrainingSettings:
+    """The preset of the small BERT that ships with the package (``bertedu pretrain --preset small-bert``).
+
+    4 layers, hidden 128, pre-LN, trained for 60 minutes of wall-clock time
+    (``TrainingConfig.max_minutes``: the schedule runs over time, so a busy machine gets
+    fewer steps but a complete schedule). ``MODEL_CARD.md`` beside the weights says what
+    it took and what it reached.
+    """
+    return PretrainingSettings(
+        n_reviews=None, n_validation=500, max_seq_length=128, vocab_size=8_000,
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512, pre_layer_norm=True,
+        training=TrainingConfig(learning_rate=3e-3, max_steps=1_000_000, max_minutes=60, batch_size=32,
+                                warmup_ratio=0.1, eval_every=500, eval_at_start=True, checkpoint_every=100),
+    )
+
+
+PRESETS = {
+    "quick": lambda: pretraining_settings(quick=True),
+    "full": lambda: pretraining_settings(quick=False),
+    SHIPPED_PRESET: shipped_settings,
+}
+
+
+def pretraining_preset(name: str) -> PretrainingSettings:
+    """The settings of a named preset: ``quick``, ``full`` or ``small-bert`` (the shipped model)."""
+    if name not in PRESETS:
+        raise UserError(f"Unknown pre-training preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]()
+
+
+def pretraining_corpus(n_reviews: int | None, n_validation: int, seed: int = 0) -> tuple[Any, Any]:
+    """(train, held-out) IMDb reviews for pre-training: never chapter 5's, never test.
+
+    Chapter 5 fine-tunes on ``load_imdb("train", n=2200, seed=0)`` (2,000 train + 200
+    validation reviews) and tests on IMDb *test*. Pre-training draws from the other 22,800
+    train reviews only: a model that has read chapter 5's validation reviews while
+    pre-training would be judged on text it has partly memorised. The held-out reviews
+    (for MLM accuracy) come first, then up to ``n_reviews`` for training (None: all the rest).
+    """
+    from bertedu.data import ReviewSet, balanced_subsample, load_imdb
+
+    reserved = load_imdb("train", n=CHAPTER5_REVIEWS, seed=CHAPTER5_SEED)
+    taken = {(r.label, r.review_id) for r in reserved}
+    pool = ReviewSet((r for r in load_imdb("train") if (r.label, r.review_id) not in taken), "train")
+    shuffled = balanced_subsample(pool, len(pool) - len(pool) % 2, seed)
+    validation = shuffled[:n_validation]
+    rest = shuffled[n_validation:]
+    if n_reviews is not None and n_reviews > len(rest):
+        raise UserError(f"Pre-training can use {len(rest)} IMDb train reviews outside chapter 5's; "
+                        f"asked for {n_reviews}. Lower n_reviews.")
+    return (rest if n_reviews is None else rest[:n_reviews]), validation
+
+
 def prepare_pretraining_data(settings: PretrainingSettings) -> tuple[Any, PretrainingDataset, PretrainingDataset]:
-    """(tokenizer, train dataset, validation dataset) from IMDb *train* reviews only."""
-    from bertedu.data import load_imdb, train_validation_split
+    """(tokenizer, train dataset, validation dataset) from the reviews of ``pretraining_corpus``."""
     from bertedu.tokenization import imdb_wordpiece_vocab, load_fast_tokenizer
 
     tokenizer = load_fast_tokenizer(imdb_wordpiece_vocab(settings.vocab_size))
-    reviews = load_imdb("train", n=settings.n_reviews + settings.n_validation, seed=settings.seed)
-    train_reviews, validation_reviews = train_validation_split(reviews, settings.n_validation, seed=settings.seed)
+    train_reviews, validation_reviews = pretraining_corpus(settings.n_reviews, settings.n_validation, settings.seed)
     build = dict(max_seq_length=settings.max_seq_length, whole_word=settings.whole_word)
     return (tokenizer,
-            build_pretraining_dataset(train_reviews.texts, tokenizer, seed=settings.seed, **build),
+            build_pretraining_dataset(train_reviews.texts, tokenizer, seed=settings.seed, nsp=settings.nsp, **build),
             build_pretraining_dataset(validation_reviews.texts, tokenizer, seed=settings.seed + 1, **build))
 
 
@@ -314,8 +381,9 @@ def evaluate_pretraining(model: BertForPreTraining, dataset: PretrainingDataset,
     totals = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_count=0.0, nsp_loss=0.0, nsp_correct=0.0, nsp_count=0.0)
     with evaluating(model):
         for start in range(0, len(dataset), batch_size):
-            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            batch = {k: torch.stack([item[k] for item in items]).to(device) for k in items[0]}
+            batch = {k: v.to(device) for k, v in dataset.batch(slice(start, start + batch_size)).items()}
+            if "next_sentence_label" not in batch:  # an MLM-only dataset: NSP is still measured
+                batch["next_sentence_label"] = dataset.tensors["next_sentence_label"][start:start + batch_size].to(device)
             out = model(**batch)
             targets = batch["labels"][batch["labels"] != IGNORE_INDEX]  # (N,)
             totals["mlm_loss"] += F.cross_entropy(out.prediction_logits.float(), targets, reduction="sum").item()
@@ -347,6 +415,70 @@ def fill_mask(model: BertForPreTraining, tokenizer: Any, text: str, top_k: int =
         probs, ids = logits[position].float().softmax(-1).topk(top_k)
         guesses.append([(tokenizer.convert_ids_to_tokens(i), round(p, 4)) for i, p in zip(ids.tolist(), probs.tolist())])
     return guesses
+
+
+@dataclass
+class MaskedWordProbe:
+    """A fixed exam for MLM: one masked word per text, the same for every model.
+
+    input_ids, attention_mask: ``(N, T)``, ``[CLS] text [SEP]`` with one word replaced by
+    ``[MASK]``; positions: ``(N,)`` where the mask is; targets: ``(N,)`` the original ids.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    positions: Tensor
+    targets: Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def masked_word_probe(tokenizer: Any, n_words: int = 400, seed: int = 0, max_seq_length: int = 128) -> MaskedWordProbe:
+    """Mask one whole word (a single WordPiece token made of letters) in each of ``n_words``
+    IMDb *test* reviews (``load_imdb("test", n=n_words, seed=seed)``), at a random position of
+    the review's first ``max_seq_length - 2`` tokens. Test reviews: no model of the course has
+    pre-trained on them."""
+    from bertedu.data import load_imdb
+
+    reviews = load_imdb("test", n=n_words, seed=seed)
+    encoded = tokenizer(reviews.texts, truncation=True, max_length=max_seq_length, padding="max_length",
+                        return_tensors="pt")
+    ids = encoded["input_ids"]  # (N, T)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    is_word = torch.tensor([t.isalpha() for t in tokens])  # (V,) whole words: "##" pieces are not alphabetic
+    starts_piece = torch.tensor([t.startswith("##") for t in tokens])
+    follows = torch.cat([starts_piece[ids[:, 1:]], torch.zeros(len(ids), 1, dtype=torch.bool)], dim=1)
+    candidates = is_word[ids] & ~follows  # (N, T) a word that is not continued by a "##" piece
+    rng = torch.Generator().manual_seed(seed)
+    scores = torch.rand(ids.shape, generator=rng).masked_fill(~candidates, -1.0)
+    positions = scores.argmax(dim=1)  # (N,) one random candidate per review
+    keep = candidates[torch.arange(len(ids)), positions]
+    ids, positions = ids[keep], positions[keep]
+    targets = ids[torch.arange(len(ids)), positions].clone()
+    ids = ids.clone()
+    ids[torch.arange(len(ids)), positions] = tokenizer.mask_token_id
+    return MaskedWordProbe(ids, encoded["attention_mask"][keep], positions, targets)
+
+
+def probe_accuracy(model: BertForPreTraining, probe: MaskedWordProbe, batch_size: int = 64) -> dict[str, float]:
+    """How often the original word is the model's first guess (top1) and among its first five (top5)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits1 = hits5 = 0
+    with torch.no_grad():
+        for start in range(0, len(probe), batch_size):
+            rows = slice(start, start + batch_size)
+            logits = model(probe.input_ids[rows].to(device), attention_mask=probe.attention_mask[rows].to(device)
+                           ).prediction_logits  # (b, T, V)
+            at_mask = logits[torch.arange(len(logits)), probe.positions[rows].to(device)]  # (b, V)
+            top5 = at_mask.topk(5, dim=-1).indices.cpu()  # (b, 5)
+            targets = probe.targets[rows]
+            hits1 += int((top5[:, 0] == targets).sum())
+            hits5 += int((top5 == targets[:, None]).any(dim=1).sum())
+    model.train(was_training)
+    return {"top1": hits1 / len(probe), "top5": hits5 / len(probe), "n": len(probe)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -400,10 +532,11 @@ def pretrain(
     tokenizer, train_data, validation_data = prepare_pretraining_data(settings)
     torch.manual_seed(settings.seed)  # the same initial weights in every process
     model = BertForPreTraining(settings.model_config())
-    history = train(model, train_data, config, collate_fn=torch.utils.data.default_collate,
+    history = train(model, train_data, config, collate_fn=train_data.collate,
                     evaluate=lambda m: evaluate_pretraining(m, validation_data, settings.eval_batch_size),
                     checkpoint_dir=checkpoint_dir, track=("mlm_loss", "nsp_loss"))
     model.to("cpu").eval()
+    model.config = settings.model_config(dropout=0.1)  # what fine-tuning starts from (BERT's rate)
     if output_dir is not None and rank == 0:
         from bertedu.tokenization import imdb_wordpiece_vocab
         model.save_pretrained(output_dir, vocab_file=imdb_wordpiece_vocab(settings.vocab_size))
@@ -424,3 +557,49 @@ def pretrained_small_bert() -> Path:
     pretrain(pretraining_settings(quick=True), output_dir=folder,
              checkpoint_dir=checkpoints_dir(RUN_NAME + "-quick"), fresh=True)
     return folder
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "resources" / SHIPPED_PRESET
+CHECKSUMS_NAME = "SHA256SUMS"  # beside the shipped weights: one "<sha256>  <file>" line per file
+
+
+def shipped_small_bert() -> Path:
+    """The folder of the small BERT that ships with the package: pre-trained for about an hour.
+
+    Holds config.json, model.safetensors, vocab.txt (load it with
+    ``BertForPreTraining.from_pretrained``) and MODEL_CARD.md (how it was made). Offline,
+    instant. Every file is checked against ``SHA256SUMS``; a missing or damaged one raises a
+    ``UserError`` naming the file and how to restore it.
+    """
+    folder = SHIPPED_DIR
+    restore = ("Restore it with `git checkout -- bertedu/resources/small-bert` in a clone, or reinstall "
+               "bertedu (pip install --force-reinstall --no-deps bertedu); or re-create it with "
+               f"`bertedu pretrain --preset {SHIPPED_PRESET} --output {folder}` (about an hour on a CPU).")
+    sums = folder / CHECKSUMS_NAME
+    if not sums.is_file():
+        raise UserError(f"The shipped small BERT is missing: no {sums}. {restore}")
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        expected, name = line.split(maxsplit=1)
+        path = folder / name.strip()
+        if not path.is_file():
+            raise UserError(f"The shipped small BERT is missing {path}. {restore}")
+        if file_sha256(path) != expected:
+            raise UserError(f"The shipped small BERT is damaged: {path} does not match its checksum. {restore}")
+    return folder
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: Path, names: Sequence[str] = (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME)) -> None:
+    """Write ``SHA256SUMS`` for the model files in ``folder`` (what ``shipped_small_bert`` checks)."""
+    from bertedu.files import write_text
+
+    write_text(folder / CHECKSUMS_NAME, "".join(f"{file_sha256(folder / name)}  {name}\n" for name in names))

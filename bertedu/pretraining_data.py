@@ -254,52 +254,95 @@ class PretrainingVocab:
 
 def encode_pair(pair: SegmentPair, vocab: PretrainingVocab, max_seq_length: int) -> dict[str, Tensor]:
     """``[CLS] A [SEP] B [SEP]`` padded to ``max_seq_length``, with segment ids 0 then 1."""
-    ids = [vocab.cls_id, *pair.tokens_a, vocab.sep_id, *pair.tokens_b, vocab.sep_id]
-    if len(ids) > max_seq_length:
-        raise ValueError(f"The pair has {len(ids)} tokens with specials; max_seq_length is {max_seq_length}.")
-    n_a = len(pair.tokens_a) + 2  # [CLS] A [SEP] belong to segment 0
-    padding = max_seq_length - len(ids)
+    return {key: values[0] for key, values in encode_pairs([pair], vocab, max_seq_length).items()}
+
+
+def encode_pairs(pairs: Sequence[SegmentPair], vocab: PretrainingVocab, max_seq_length: int) -> dict[str, Tensor]:
+    """Every pair as ``[CLS] A [SEP] B [SEP]``, padded: four tensors built at once.
+
+    Returns ``input_ids``, ``token_type_ids``, ``attention_mask`` ``(P, T)`` and
+    ``next_sentence_label`` ``(P,)``. The rows are assembled as Python lists (one list per
+    pair, no loop per token) and turned into tensors once; the segment ids and the
+    attention mask come from the two lengths per pair by comparison with ``arange(T)``.
+    """
+    rows, length_a, length = [], [], []
+    for pair in pairs:
+        ids = [vocab.cls_id, *pair.tokens_a, vocab.sep_id, *pair.tokens_b, vocab.sep_id]
+        if len(ids) > max_seq_length:
+            raise ValueError(f"The pair has {len(ids)} tokens with specials; max_seq_length is {max_seq_length}.")
+        rows.append(ids + [vocab.pad_id] * (max_seq_length - len(ids)))
+        length_a.append(len(pair.tokens_a) + 2)  # [CLS] A [SEP] belong to segment 0
+        length.append(len(ids))
+    positions = torch.arange(max_seq_length)  # (T,)
+    n_a, n = torch.tensor(length_a)[:, None], torch.tensor(length)[:, None]  # (P, 1)
     return {
-        "input_ids": torch.tensor(ids + [vocab.pad_id] * padding),
-        "token_type_ids": torch.tensor([0] * n_a + [1] * (len(ids) - n_a) + [0] * padding),
-        "attention_mask": torch.tensor([1] * len(ids) + [0] * padding),
-        "next_sentence_label": torch.tensor(NOT_NEXT if pair.is_random_next else IS_NEXT),
+        "input_ids": torch.tensor(rows, dtype=torch.long).view(len(rows), max_seq_length),
+        "token_type_ids": ((positions >= n_a) & (positions < n)).long(),  # (P, T)
+        "attention_mask": (positions < n).long(),  # (P, T)
+        "next_sentence_label": torch.tensor([NOT_NEXT if p.is_random_next else IS_NEXT for p in pairs],
+                                            dtype=torch.long),
     }
 
 
 class PretrainingDataset(torch.utils.data.Dataset):
-    """Segment pairs, encoded once; ``dataset[i]`` masks pair ``i`` afresh each epoch.
+    """Segment pairs, encoded once; each epoch masks all of them afresh, in one call.
 
     Each item is a dict of ``input_ids``, ``token_type_ids``, ``attention_mask``,
-    ``labels`` (all ``(T,)``) and ``next_sentence_label`` (a scalar): the keyword
-    arguments of ``BertForPreTraining.forward``. The mask of item ``i`` depends only on
-    (seed, epoch, i), so it is the same in every process and after a resume.
+    ``labels`` (all ``(T,)``) and ``next_sentence_label`` (a scalar; left out with
+    ``nsp=False``, for MLM-only training): the keyword arguments of
+    ``BertForPreTraining.forward``.
+
+    ``set_epoch(e)`` draws the masks of every pair for epoch ``e`` at once (one vectorised
+    ``mask_tokens`` over the ``(P, T)`` table, on the device the table lives on), so
+    ``dataset[i]`` is only an index into ready tensors. The masks depend only on
+    (seed, epoch): the same in every process and after a resume.
     """
 
     def __init__(self, pairs: Sequence[SegmentPair], vocab: PretrainingVocab, *, max_seq_length: int = 128,
-                 mlm_probability: float = 0.15, whole_word: bool = False, seed: int = 0) -> None:
+                 mlm_probability: float = 0.15, whole_word: bool = False, seed: int = 0, nsp: bool = True) -> None:
         if whole_word and vocab.continuation is None:
             raise ValueError("whole_word=True needs vocab.continuation (build it with PretrainingVocab.from_tokenizer).")
         self.vocab, self.mlm_probability, self.whole_word, self.seed = vocab, mlm_probability, whole_word, seed
-        self.max_seq_length = max_seq_length
-        encoded = [encode_pair(pair, vocab, max_seq_length) for pair in pairs]
-        self.tensors = {key: torch.stack([e[key] for e in encoded]) for key in encoded[0]} if encoded else {}
-        self.epoch = 0
+        self.max_seq_length, self.nsp = max_seq_length, nsp
+        self.tensors = encode_pairs(pairs, vocab, max_seq_length) if len(pairs) else {}
+        self.epoch = -1
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return len(self.tensors["input_ids"]) if self.tensors else 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Called by the training loop: a new epoch draws new masks."""
-        self.epoch = epoch
+    def to(self, device: torch.device | str) -> PretrainingDataset:
+        """Move the pairs (and the masking) to ``device``; returns ``self``."""
+        self.tensors = {key: value.to(device) for key, value in self.tensors.items()}
+        self.epoch, epoch = -1, self.epoch
+        self.set_epoch(epoch)
+        return self
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        item = {key: values[index] for key, values in self.tensors.items()}
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-        continuation = self.vocab.continuation[item["input_ids"]] if self.whole_word else None
-        item["input_ids"], item["labels"] = mask_tokens(
-            item["input_ids"], vocab_size=self.vocab.vocab_size, mask_token_id=self.vocab.mask_id,
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the training loop: a new epoch draws new masks for every pair."""
+        if epoch == self.epoch or not self.tensors:
+            self.epoch = epoch
+            return
+        self.epoch = epoch
+        input_ids = self.tensors["input_ids"]  # (P, T)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        continuation = self.vocab.continuation.to(input_ids.device)[input_ids] if self.whole_word else None
+        self.masked_input_ids, self.labels = mask_tokens(
+            input_ids, vocab_size=self.vocab.vocab_size, mask_token_id=self.vocab.mask_id,
             special_token_ids=self.vocab.special_ids, mlm_probability=self.mlm_probability,
             generator=generator, continuation_mask=continuation,
-        )
+        )  # (P, T) each
+
+    def batch(self, index: int | slice | Tensor) -> dict[str, Tensor]:
+        """The items at ``index`` (an int, a slice or a tensor of indices), masked for this epoch."""
+        item = {key: values[index] for key, values in self.tensors.items()
+                if self.nsp or key != "next_sentence_label"}
+        item["input_ids"], item["labels"] = self.masked_input_ids[index], self.labels[index]
         return item
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.batch(index)
+
+    def collate(self, items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Stack items into a batch (what ``default_collate`` does, without its checks)."""
+        return {key: torch.stack([item[key] for item in items]) for key in items[0]}

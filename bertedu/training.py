@@ -77,6 +77,7 @@ import math
 import os
 import pickle
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,6 +111,7 @@ class TrainingConfig:
 
     learning_rate: float = 1e-4
     max_steps: int | None = None        # optimizer steps in total...
+    max_minutes: float | None = None    # ...or (also) a wall-clock budget: see time_budget_fraction
     epochs: float | None = None         # ...or passes over train_data (one of the two)
     batch_size: int = 32                # per process, per micro-batch (see module docstring)
     grad_accumulation_steps: int = 1
@@ -213,6 +215,19 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def time_budget_fraction(train_seconds: float, max_minutes: float) -> float:
+    """How much of a wall-clock budget is spent (0 to 1), as in Cramming (Geiping & Goldstein 2022).
+
+    With ``max_minutes`` set, the learning-rate schedule runs over *time* instead of steps
+    (warm-up for the first ``warmup_ratio`` of the minutes, then the decay), and training
+    stops when the budget is spent, so a run on a slower or busier machine takes fewer but
+    complete steps. Only training time counts (not evaluation or checkpoints); it is saved
+    in the checkpoint, so a resumed run continues the same budget. The number of steps then
+    depends on the machine: such a run is not replayable step for step.
+    """
+    return min(1.0, train_seconds / (60.0 * max_minutes))
 
 
 def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
@@ -418,10 +433,21 @@ class TrainingRun:
     forward_model: nn.Module | None = None  # what batches go through: the model, or DDP around it
     best_weights: dict[str, torch.Tensor] | None = None  # kept in memory when there is no folder
     bar: Any = None                       # the tqdm progress bar
+    train_seconds: float = 0.0            # time spent in optimizer steps (for max_minutes)
+
+    @property
+    def out_of_time(self) -> bool:
+        """Whether ``config.max_minutes`` of training time are spent."""
+        return self.config.max_minutes is not None and time_budget_fraction(
+            self.train_seconds, self.config.max_minutes) >= 1
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps or self.out_of_time
 
     def due(self, every: int) -> bool:
         """Whether the step just taken is the last one or a multiple of ``every`` (0: never)."""
-        return self.step == self.total_steps or bool(every and self.step % every == 0)
+        return self.finished or bool(every and self.step % every == 0)
 
 
 def _field(output: Any, name: str) -> torch.Tensor:
@@ -482,6 +508,7 @@ def resume(run: TrainingRun) -> None:
         run.optimizer.load_state_dict(state["optimizer"])
         run.history = TrainingHistory.from_dict(state["history"])
         run.step = int(state["step"])
+        run.train_seconds = float(state.get("train_seconds", 0.0))
     except (KeyError, TypeError, ValueError) as error:
         raise _not_a_checkpoint(path, f"its optimizer state or history does not fit ({error!r})") from error
     if run.rank == 0:  # printed even without a progress bar, so that a log shows it
@@ -520,17 +547,22 @@ def accumulate_gradients(run: TrainingRun, batches: Iterable[Mapping[str, Any]],
 
 def optimizer_step(run: TrainingRun, train_data: Sequence[Any], collate_fn: Callable, track: Sequence[str]) -> None:
     """One update: gradients of the step's global batch, clip, AdamW at this step's rate, log."""
-    config = run.config
+    config, started = run.config, time.perf_counter()
     batches = micro_batches(run, train_data, collate_fn)
     torch.manual_seed(step_seed(config.seed, run.step, run.rank))  # dropout: replayable on resume
     logged = accumulate_gradients(run, batches, track)
     grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), config.max_grad_norm or float("inf"))
-    lr = config.learning_rate * lr_multiplier(run.step, config.warmup(run.total_steps), run.total_steps)
+    lr = config.learning_rate * scheduled_multiplier(run)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.step += 1
+    run.train_seconds += time.perf_counter() - started
+    if config.max_minutes is not None and run.world_size > 1:  # every process stops at the same step
+        spent = torch.tensor([run.train_seconds], device=run.device)
+        dist.broadcast(spent, 0)
+        run.train_seconds = float(spent.item())
     if run.world_size > 1:  # log the mean over processes
         dist.all_reduce(logged)
         logged /= run.world_size
@@ -538,6 +570,16 @@ def optimizer_step(run: TrainingRun, train_data: Sequence[Any], collate_fn: Call
     run.history.train.append(row | {name: logged[i + 1].item() for i, name in enumerate(track)})
     run.bar.update(1)
     run.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.1e}")
+
+
+def scheduled_multiplier(run: TrainingRun) -> float:
+    """The learning-rate multiplier of this step: over steps, or over the time budget spent."""
+    config = run.config
+    if config.max_minutes is None:
+        return lr_multiplier(run.step, config.warmup(run.total_steps), run.total_steps)
+    resolution = 1_000_000  # the time schedule, in millionths of the budget
+    spent = int(resolution * time_budget_fraction(run.train_seconds, config.max_minutes))
+    return lr_multiplier(min(spent, resolution - 1), int(config.warmup_ratio * resolution), resolution)
 
 
 def evaluation_step(run: TrainingRun, evaluate: Callable[[nn.Module], Mapping[str, float]] | None) -> None:
@@ -573,7 +615,8 @@ def save_checkpoint(run: TrainingRun) -> None:
     if run.checkpoint_dir is not None and run.rank == 0:
         atomic_save({"step": run.step, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                      "history": run.history.to_dict(), "config": asdict(run.config),
-                     "global_batch": run.global_batch, "world_size": run.world_size},
+                     "global_batch": run.global_batch, "world_size": run.world_size,
+                     "train_seconds": run.train_seconds},
                     run.checkpoint_dir / CHECKPOINT_NAME)
         write_json(run.checkpoint_dir / HISTORY_NAME, run.history.to_dict())
     _barrier()
@@ -610,7 +653,7 @@ def train(
     if config.eval_at_start and run.step == 0:
         evaluation_step(run, evaluate)
     try:
-        while run.step < run.total_steps:
+        while not run.finished:
             optimizer_step(run, train_data, collate_fn, track)
             if run.due(config.eval_every):
                 evaluation_step(run, evaluate)

@@ -30,6 +30,7 @@ def not_done(*args):
     (ch04.check_mlm_loss, ch04.mlm_loss),
     (ch04.check_lr_schedule, ch04.lr_schedule),
     (ch04.check_word_starts, ch04.word_starts),
+    (ch04.check_pre_ln_layer, ch04.pre_ln_layer),
     (ch05.check_truncate_head_tail, ch05.truncate_head_tail),
     (ch05.check_macro_f1, ch05.macro_f1),
     (ch05.check_mean_pool, ch05.mean_pool),

@@ -301,3 +301,42 @@ def test_parameter_counts_match_transformers(ours, reference):
     base = count_for_config(BertConfig())
     assert base["total"] == 109_482_240  # BERT-base, as published by transformers
     assert base["feed-forward"] == 12 * 2 * 768 * 3072 + 12 * (3072 + 768)
+
+
+# --------------------------------------------------------------------------- pre-LN (bertedu's option)
+
+
+def test_pre_layer_norm_layer_is_x_plus_sublayer_of_normalised_x():
+    from bertedu.model import BertLayer
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                        pre_layer_norm=True)
+    torch.manual_seed(0)
+    layer = BertLayer(config).eval()
+    x = torch.randn(2, 5, 16) * 3
+    attention = layer.attention
+    ln_a, ln_f = attention.output.LayerNorm, layer.output.LayerNorm
+    context, _ = attention.self(ln_a(x), None)
+    h = x + attention.output.dense(context)  # no LayerNorm after the sum
+    expected = h + layer.output.dense(layer.intermediate(ln_f(h)))
+    out, _ = layer(x, None)
+    torch.testing.assert_close(out, expected)
+    # post-LN (the default) normalises after the sum instead: every position has mean 0
+    post = BertLayer(BertConfig(**{**config.__dict__, "pre_layer_norm": False})).eval()
+    assert post(x, None)[0].mean(-1).abs().max() < 1e-5 and out.mean(-1).abs().max() > 1e-3
+
+
+def test_pre_layer_norm_model_saves_loads_and_ends_with_a_layer_norm(tmp_path):
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=12, pre_layer_norm=True)
+    torch.manual_seed(0)
+    model = BertModel(config).eval()
+    ids = torch.randint(5, 50, (2, 7))
+    out = model(ids)
+    assert out.last_hidden_state.mean(-1).abs().max() < 1e-5  # the final LayerNorm
+    model.save_pretrained(tmp_path)
+    again = BertModel.from_pretrained(tmp_path)
+    assert again.config.pre_layer_norm
+    torch.testing.assert_close(again(ids).last_hidden_state, out.last_hidden_state)
+    assert "pre_layer_norm" not in BertConfig().to_dict()  # a post-LN config.json stays transformers' BERT

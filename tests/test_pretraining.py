@@ -1,12 +1,14 @@
 """Chapter 4's pre-training pieces: sentences, NSP pairs, the dataset, BertForPreTraining."""
 import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from bertedu.errors import UserError
 from bertedu.model import BertConfig, BertModel
 from bertedu.pretraining import (
     IS_NEXT,
@@ -266,5 +268,82 @@ def test_cli_rejects_bad_arguments():
     parser = argparse.ArgumentParser()
     pretrain.configure(parser)
     args = parser.parse_args(["--quick", "--max-steps", "0"])
-    with pytest.raises(UserError, match="--max-steps"):
+    with pytest.raises(UserError, match="--max-steps must be at least 1"):
         pretrain.run(args)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quick", "--max-steps", "0"], "--max-steps must be at least 1; got 0."),
+    (["--preset", "huge"], "Unknown pre-training preset 'huge'; choose one of quick, full, small-bert."),
+])
+def test_cli_bad_arguments_are_one_line_errors(argv, message):
+    result = subprocess.run([sys.executable, "-m", "bertedu.cli", "pretrain", *argv],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"bertedu pretrain: error: {message}"]
+
+
+def test_presets():
+    from bertedu.pretraining import PRESETS, pretraining_preset
+
+    assert set(PRESETS) == {"quick", "full", "small-bert"}
+    shipped = pretraining_preset("small-bert")
+    assert shipped.dropout == 0.0 and shipped.n_reviews is None and shipped.max_seq_length == 128
+    with pytest.raises(UserError, match="Unknown pre-training preset"):
+        pretraining_preset("tiny")
+
+
+def test_encode_pairs_matches_one_pair_at_a_time():
+    from bertedu.pretraining_data import encode_pairs
+
+    rng = random.Random(0)
+    pairs = [SegmentPair([rng.randrange(5, 60) for _ in range(rng.randint(1, 12))],
+                         [rng.randrange(5, 60) for _ in range(rng.randint(1, 12))], rng.random() < 0.5)
+             for _ in range(30)]
+    table = encode_pairs(pairs, VOCAB, max_seq_length=32)
+    for i, pair in enumerate(pairs):
+        ids = [VOCAB.cls_id, *pair.tokens_a, VOCAB.sep_id, *pair.tokens_b, VOCAB.sep_id]
+        n_a = len(pair.tokens_a) + 2
+        assert table["input_ids"][i].tolist() == ids + [0] * (32 - len(ids))
+        assert table["token_type_ids"][i].tolist() == [0] * n_a + [1] * (len(ids) - n_a) + [0] * (32 - len(ids))
+        assert table["attention_mask"][i].tolist() == [1] * len(ids) + [0] * (32 - len(ids))
+        assert int(table["next_sentence_label"][i]) == int(pair.is_random_next)
+
+
+def test_epoch_masks_are_a_function_of_seed_and_epoch_and_mlm_only_drops_nsp():
+    data, again = tiny_data(), tiny_data()
+    again.set_epoch(3)
+    again.set_epoch(0)
+    assert torch.equal(data.batch(slice(0, 10))["labels"], again.batch(slice(0, 10))["labels"])
+    selected = (data.labels != -100).float().sum() / (data.tensors["attention_mask"].sum() - 3 * len(data))
+    assert 0.12 < float(selected) < 0.18  # 15% of the non-special tokens
+    data.nsp = False
+    assert "next_sentence_label" not in data[0]
+    batch = data.collate([data[i] for i in range(4)])
+    assert batch["input_ids"].shape == (4, 32) and batch["labels"].shape == (4, 32)
+
+
+def test_pretraining_corpus_never_holds_chapter5_or_test_reviews(imdb_archive):
+    from bertedu.data import load_imdb, train_validation_split
+    from bertedu.pretraining import pretraining_corpus
+
+    train, held_out = pretraining_corpus(None, 500, seed=0)
+    chapter5_train, chapter5_validation = train_validation_split(load_imdb("train", n=2200, seed=0), 200, seed=0)
+
+    def keys(reviews):
+        return {(r.label, r.review_id) for r in reviews}
+
+    assert len(train) == 25_000 - 2_200 - 500 and len(held_out) == 500
+    assert train.split == held_out.split == "train"  # IMDb test is never read
+    assert not (keys(train) | keys(held_out)) & (keys(chapter5_train) | keys(chapter5_validation))
+    assert not keys(train) & keys(held_out)
+    assert len(keys(train) | keys(held_out) | keys(chapter5_train) | keys(chapter5_validation)) == 25_000
+    first_100, _ = pretraining_corpus(100, 500, seed=0)
+    assert [r.review_id for r in first_100] == [r.review_id for r in train[:100]]
+
+
+def test_pre_ln_exercise_names_the_post_ln_mistake():
+    from bertedu.exercises import ExerciseError, ch04
+
+    with pytest.raises(ExerciseError, match="post-LN layer"):
+        ch04.check_pre_ln_layer(lambda layer, x: layer(x, None)[0])

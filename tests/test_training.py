@@ -239,3 +239,18 @@ def test_two_processes_match_one_process(tmp_path):
     one_batch = train(tiny_model(), tiny_data(), ddp_config(batch_size=8), track=("mlm_loss", "nsp_loss"))
     assert losses(ddp) == pytest.approx(losses(one_batch), rel=2e-2)
     assert losses(ddp)[-1] < losses(ddp)[0]  # and it learns
+
+
+def test_a_time_budget_stops_training_and_schedules_the_rate_over_time(tmp_path, monkeypatch):
+    ticks = iter(range(0, 10_000, 3))  # each call of the clock is 3 s later: one step takes 3 s
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(ticks)))
+    torch.manual_seed(0)
+    config = TrainingConfig(learning_rate=0.1, max_steps=1_000, max_minutes=1.0, batch_size=8, warmup_ratio=0.5,
+                            progress=False)
+    history = train(Regressor(), regression_data(), config, checkpoint_dir=tmp_path)
+    monkeypatch.undo()
+    rates = [row["lr"] for row in history.train]
+    assert len(rates) == 20  # 60 s of budget / 3 s per step
+    assert rates.index(max(rates)) == 10 and rates[-1] == pytest.approx(0.01, rel=1e-3)  # up, then down, over time
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["train_seconds"] == pytest.approx(60.0)
+    assert training.time_budget_fraction(30.0, 1.0) == 0.5 and training.time_budget_fraction(90.0, 1.0) == 1.0

@@ -10,9 +10,12 @@ from bertedu.commands import add_mode_flags
 from bertedu.errors import UserError
 from bertedu.paths import checkpoints_dir
 from bertedu.pretraining import (
+    PRESETS,
     PRETRAINED_NAME,
     RUN_NAME,
+    SHIPPED_PRESET,
     pretrain,
+    pretraining_preset,
     pretraining_settings,
 )
 
@@ -24,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, default=None,
                         help=f"resumable training checkpoints (default: data/checkpoints/{RUN_NAME}-<mode>)")
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help=f"named settings instead of the mode's: {', '.join(PRESETS)} "
+                             f"({SHIPPED_PRESET}: the model that ships with the package)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the mode's number of optimizer steps")
     parser.add_argument("--whole-word", action="store_true", help="mask whole words instead of word pieces")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -32,14 +38,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bertedu.settings import describe_run, mode_name
 
-    settings = pretraining_settings(args.quick)
+    settings = pretraining_preset(args.preset) if args.preset else pretraining_settings(args.quick)
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise UserError(f"--max-steps must be at least 1; got {args.max_steps}.")
         settings.training = replace(settings.training, max_steps=args.max_steps)
     settings.whole_word = args.whole_word
     output = args.output or checkpoints_dir(PRETRAINED_NAME)
-    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name(args.quick)}")
+    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{args.preset or mode_name(args.quick)}")
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         describe_run(quick=args.quick)

@@ -1,9 +1,10 @@
-"""Chapter 4 exercises: the MLM loss, the learning-rate schedule, whole-word grouping.
+"""Chapter 4 exercises: the MLM loss, the learning-rate schedule, whole-word grouping, a pre-LN layer.
 
     from bertedu.exercises import ch04
     ch04.check_mlm_loss(my_mlm_loss)            # (logits (B, T, V), labels (B, T)) -> scalar
     ch04.check_lr_schedule(my_lr)               # (step, warmup_steps, total_steps, peak_lr) -> float
     ch04.check_word_starts(my_word_starts)      # continuation (B, T) bool -> (B, T) long
+    ch04.check_pre_ln_layer(my_pre_ln_layer)    # (BertLayer, x (B, T, H)) -> (B, T, H)
     ch04.solution("mlm_loss")
 """
 from __future__ import annotations
@@ -51,7 +52,21 @@ def word_starts(continuation: torch.Tensor) -> torch.Tensor:
     return torch.where(continuation, 0, positions).cummax(dim=-1).values
 
 
-SOLUTIONS = {"mlm_loss": mlm_loss, "lr_schedule": lr_schedule, "word_starts": word_starts}
+def pre_ln_layer(layer, x: torch.Tensor) -> torch.Tensor:
+    """The weights of a (post-LN) ``BertLayer``, arranged pre-LN: LayerNorm before each sublayer.
+
+    ``h = x + W_O attention(LN_1(x))``, then ``h + W_2 gelu(W_1 LN_2(h))``, where ``LN_1`` is
+    ``layer.attention.output.LayerNorm`` and ``LN_2`` is ``layer.output.LayerNorm``; no
+    LayerNorm after either sum. x: ``(B, T, H)`` -> ``(B, T, H)`` (no padding, eval mode).
+    """
+    attention = layer.attention
+    context, _ = attention.self(attention.output.LayerNorm(x), None)  # (B, T, H)
+    h = x + attention.output.dense(context)
+    return h + layer.output.dense(layer.intermediate(layer.output.LayerNorm(h)))
+
+
+SOLUTIONS = {"mlm_loss": mlm_loss, "lr_schedule": lr_schedule, "word_starts": word_starts,
+             "pre_ln_layer": pre_ln_layer}
 
 
 def solution(name: str) -> None:
@@ -116,3 +131,28 @@ def check_word_starts(function: Callable) -> None:
             "the word of the nearest False before it (a running maximum of start positions)."
         )
     compare_tensors(got, expected, "word_starts(continuation of shape (2, 6))", atol=0)
+
+
+@checker("pre_ln_layer", n_cases=1)
+def check_pre_ln_layer(function: Callable) -> None:
+    """Compare ``function(layer, x)`` with the package's pre-LN ``BertLayer`` holding the same weights."""
+    from bertedu.model import BertConfig, BertLayer
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    layer = BertLayer(config).eval()
+    pre = BertLayer(BertConfig(**{**config.__dict__, "pre_layer_norm": True})).eval()
+    pre.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1)) * 3
+    with torch.no_grad():
+        got = call_learner(function, "a BertLayer (H=16) and x of shape (2, 5, 16)", layer, x.clone())
+        expected = pre(x, None)[0]
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-5):
+            if torch.allclose(got, layer(x, None)[0], atol=1e-5):
+                fail("That is the post-LN layer (BERT's): LayerNorm after each residual sum. Pre-LN "
+                     "normalises the sublayer's input instead and leaves the sum as it is.")
+            if got.mean(-1).abs().max() < 1e-4:
+                fail("Every position of your output has mean 0: a LayerNorm is applied after a sum. In "
+                     "pre-LN the residual stream itself is never normalised inside the layer.")
+        compare_tensors(got, expected, "pre_ln_layer(layer, x of shape (2, 5, 16))", atol=1e-5)

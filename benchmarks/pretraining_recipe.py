@@ -1,0 +1,102 @@
+"""The budget recipe for chapter 4, one change at a time, on the same budget.
+
+Each row trains the quick model (2 layers, hidden 128, batch 32 x 128) from the same initial
+weights on the same pairs (3,000 IMDb train reviews outside chapter 5's) for the same number
+of optimizer steps, and reports the held-out MLM and NSP accuracy (300 held-out reviews, fixed
+masks) and the CPU seconds the steps took (process time of one thread, so other jobs on a
+shared machine do not count). Rows with the same CPU cost per step are compared at the same
+budget directly; the dropout and dense-head rows cost more per step (the seconds column).
+
+    BERTEDU_IMDB_ARCHIVE=... OMP_NUM_THREADS=1 python benchmarks/pretraining_recipe.py [STEPS]
+
+Writes pretraining_recipe.txt (the table) and pretraining_recipe.json (the curves, for
+chapter 4's plot) next to this file.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+
+# name: (what changes, overrides of the settings, learning rate, warm-up ratio)
+ROWS = [
+    ("today", "post-LN, dropout 0.1, lr 2e-3, warm-up 10%, MLM+NSP", dict(dropout=0.1), 2e-3, 0.1),
+    ("no dropout", "dropout 0 (Cramming)", dict(), 2e-3, 0.1),
+    ("one-cycle", "warm-up 50% then decay (triangular)", dict(), 2e-3, 0.5),
+    ("higher lr", "peak lr 4e-3", dict(), 4e-3, 0.1),
+    ("pre-LN", "pre-LayerNorm, peak lr 4e-3", dict(pre_layer_norm=True), 4e-3, 0.1),
+    ("pre-LN, MLM only", "as pre-LN, without the NSP loss", dict(pre_layer_norm=True, nsp=False), 4e-3, 0.1),
+    ("dense head", "as no dropout, MLM head on all 128 positions", dict(), 2e-3, 0.1),
+]
+
+
+class DenseHead(torch.nn.Module):
+    """Wrap BertForPreTraining so the MLM head scores every position, then keeps the masked ones."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, labels=None, next_sentence_label=None, **inputs):
+        out = self.model.bert(**inputs)
+        logits = self.model.cls.predictions(out.last_hidden_state)  # (B, T, V): the 85% wasted
+        selected = labels != -100
+        loss = F.cross_entropy(logits[selected].float(), labels[selected])
+        if next_sentence_label is not None:
+            loss = loss + F.cross_entropy(self.model.cls.seq_relationship(out.pooler_output), next_sentence_label)
+        return {"loss": loss}
+
+
+def main(steps: int = 600) -> None:
+    from bertedu.pretraining import BertForPreTraining, evaluate_pretraining, prepare_pretraining_data, pretraining_settings
+    from bertedu.training import StopTraining, TrainingConfig, train
+
+    torch.set_num_threads(1)
+    base = pretraining_settings(quick=True)
+    _, train_data, validation_data = prepare_pretraining_data(base)
+    evaluate_every = max(1, steps // 6)
+    lines = [f"quick model, {steps} steps x 32 pairs x 128 tokens each row, {len(train_data):,} training pairs, "
+             f"{len(validation_data):,} held-out pairs; one CPU thread; seconds = CPU time of the steps",
+             f"{'row':18s} {'change':52s} {'MLM acc':>8s} {'NSP acc':>8s} {'CPU s':>7s}"]
+    curves = {}
+    for name, change, overrides, rate, warmup in ROWS:
+        settings = replace(base, **overrides)
+        train_data.nsp = settings.nsp
+        torch.manual_seed(0)
+        model = BertForPreTraining(settings.model_config())
+        trained = DenseHead(model) if name == "dense head" else model
+        config = TrainingConfig(learning_rate=rate, max_steps=steps, batch_size=32, warmup_ratio=warmup,
+                                eval_every=evaluate_every, eval_at_start=True, progress=False)
+        cpu = [0.0]
+        started = [time.process_time()]
+
+        def clock(step, history):  # CPU time of training only (not the evaluations)
+            cpu[0] += time.process_time() - started[0]
+            started[0] = time.process_time()
+
+        def evaluate(m):
+            result = evaluate_pretraining(model, validation_data)
+            started[0] = time.process_time()
+            return result
+
+        history = train(trained, train_data, config, collate_fn=train_data.collate, evaluate=evaluate,
+                        callbacks=[clock])
+        last = history.evals[-1]
+        curves[name] = {"change": change, "cpu_seconds": cpu[0], "evals": history.evals}
+        lines.append(f"{name:18s} {change:52s} {last['mlm_accuracy']:8.1%} {last['nsp_accuracy']:8.1%} {cpu[0]:7.0f}")
+        print(lines[-1], flush=True)
+    train_data.nsp = True
+    (HERE / "pretraining_recipe.txt").write_text("\n".join(lines) + "\n")
+    (HERE / "pretraining_recipe.json").write_text(json.dumps(curves, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:2]))

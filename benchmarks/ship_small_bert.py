@@ -1,0 +1,80 @@
+"""Ship the small BERT: copy a finished `bertedu pretrain --preset small-bert` run into the package.
+
+    OMP_NUM_THREADS=1 nohup bertedu pretrain --preset small-bert --run-dir RUN --output RUN/model --no-progress &
+    python benchmarks/ship_small_bert.py RUN "<the command above>" "<hardware in words>"
+
+Copies config.json, model.safetensors and vocab.txt from RUN/model into
+bertedu/resources/small-bert/, measures the model (held-out MLM and NSP accuracy, the
+top-5 probe on test reviews, fill-mask), and writes MODEL_CARD.md and SHA256SUMS beside it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def main(run_dir: str, command: str, hardware: str) -> None:
+    from bertedu.checkpoint import CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME
+    from bertedu.files import write_text
+    from bertedu.pretraining import (SHIPPED_DIR, SHIPPED_PRESET, BertForPreTraining, fill_mask, masked_word_probe,
+                                     pretraining_preset, probe_accuracy, write_checksums)
+    from bertedu.tokenization import load_fast_tokenizer
+
+    run = Path(run_dir)
+    SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME):
+        shutil.copyfile(run / "model" / name, SHIPPED_DIR / name)
+    history = json.loads((run / "history.json").read_text())
+    settings = pretraining_preset(SHIPPED_PRESET)
+    write_text(SHIPPED_DIR / "history.json",  # the evaluations only, for chapter 4's compute plot
+               json.dumps({"batch_size": settings.training.batch_size, "evals": history["evals"]}, indent=1))
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    model = BertForPreTraining.from_pretrained(SHIPPED_DIR)
+    tokenizer = load_fast_tokenizer(SHIPPED_DIR)
+    probe = probe_accuracy(model, masked_word_probe(tokenizer))
+    guesses = fill_mask(model, tokenizer, "this movie was [MASK] .", top_k=5)[0]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    last = history["evals"][-1]
+    size = (SHIPPED_DIR / SAFETENSORS_NAME).stat().st_size
+    card = f"""# small-bert: the course's pre-trained small BERT
+
+A BERT encoder with its pre-training heads (MLM + NSP), pre-trained by the course's own code
+(`bertedu.pretraining`) on IMDb **train** reviews outside chapter 5's 2,200
+(`pretraining_corpus`: {25_000 - 2_200 - settings.n_validation:,} reviews for training,
+{settings.n_validation} held out). It never saw chapter 5's validation reviews nor any IMDb test review.
+Load it with `BertForPreTraining.from_pretrained(bertedu.pretraining.shipped_small_bert())`.
+
+| | |
+|---|---|
+| architecture | {settings.num_hidden_layers} layers, hidden {settings.hidden_size}, {settings.num_attention_heads} heads, feed-forward {settings.intermediate_size}, {"pre-LN" if settings.pre_layer_norm else "post-LN"}, 128 positions |
+| vocabulary | the course's IMDb WordPiece, {settings.vocab_size:,} tokens (`imdb_wordpiece_vocab`) |
+| parameters | {sum(p.numel() for p in model.parameters()):,} (weights file {size / 1e6:.1f} MB, float32) |
+| recipe | MLM (15%, 80/10/10, predicted only at the masked positions) + NSP; no dropout; AdamW, peak learning rate {settings.training.learning_rate:g}, warm-up {settings.training.warmup_ratio:.0%} then linear decay over a wall-clock budget of {settings.training.max_minutes:g} minutes (`TrainingConfig.max_minutes`); batch {settings.training.batch_size} x 128 tokens |
+| command | `{command}` |
+| commit | {commit} (code of the run; the weights were added in a later commit) |
+| hardware | {hardware} |
+| training time | {state.get('train_seconds', float('nan')) / 60:.1f} minutes in training steps |
+| steps | {state['step']:,} optimizer steps, {state['step'] * settings.training.batch_size:,} sequences |
+| held-out MLM accuracy | {last['mlm_accuracy']:.1%} (loss {last['mlm_loss']:.3f}) on pairs from the {settings.n_validation} held-out train reviews, during training |
+| held-out NSP accuracy | {last['nsp_accuracy']:.1%} |
+| test-review probe | the original word in the top 5 for {probe['top5']:.1%} of {probe['n']} masked words from IMDb test reviews (top 1: {probe['top1']:.1%}) |
+| fill-mask | "this movie was [MASK] ." -> {", ".join(f"{t} ({p:.2f})" for t, p in guesses)} |
+
+Cost of one thread: the run used `OMP_NUM_THREADS=1` on a 2-core machine shared with up to eight
+other processes, so it got a fraction of one core; with every core of an idle laptop the same
+number of steps takes a few times less. Regenerate: run the command above, then
+`python benchmarks/ship_small_bert.py RUN_DIR "<command>" "<hardware>"`.
+"""
+    write_text(SHIPPED_DIR / "MODEL_CARD.md", card)
+    write_checksums(SHIPPED_DIR)
+    print(card)
+    print({"probe": probe})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
