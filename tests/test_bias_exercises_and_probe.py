@@ -96,7 +96,6 @@ def test_course_pairs_ship_with_provenance():
 @pytest.fixture(scope="module")
 def tiny_mlm():
     from tests.test_bias_cli import VOCAB
-    from transformers import BertTokenizerFast
     import tempfile, pathlib
 
     folder = pathlib.Path(tempfile.mkdtemp())
