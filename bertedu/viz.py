@@ -2,9 +2,12 @@
 
 - ``plot_attention`` draws one head's ``(T, T)`` probabilities as a heatmap;
   ``plot_heads`` draws every head of one layer side by side.
+- ``plot_layer_head_grid`` draws one statistic for every layer x head (chapter 6).
 - ``attention_explorer`` is an ipywidgets viewer (type a sentence, pick a layer and a
   head). It draws with matplotlib, so it works offline; ``show_attention`` is the
   function behind it, callable directly (e.g. in a headless run).
+- ``show_with_static`` displays a widget after its static picture, so a stored notebook
+  shows the picture without a kernel.
 - ``bertviz_attention`` runs a model and returns what bertviz's ``head_view`` and
   ``model_view`` expect. bertviz loads its JavaScript from a CDN: without internet its
   views stay blank, which is why the two viewers above exist.
@@ -95,20 +98,54 @@ def plot_attention(probs: Tensor, tokens: Sequence[str], ax: Any = None, title: 
 
 
 def plot_heads(attentions: Sequence[Tensor], tokens: Sequence[str], layer: int, columns: int = 6) -> Any:
-    """Every head of one layer, small multiples. ``attentions``: L tensors ``(1, nh, T, T)``."""
+    """Every head of one layer, small multiples with token labels and one colour bar.
+
+    ``attentions``: L tensors ``(1, nh, T, T)``. Token labels sit on the left column
+    (queries) and the bottom row (keys); every panel shares the 0..1 colour scale.
+    """
     import matplotlib.pyplot as plt
 
     heads = attentions[layer][0]  # (nh, T, T)
     rows = -(-heads.shape[0] // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows), squeeze=False)
+    size = max(2.2, 0.16 * len(tokens) + 0.6)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 1.2, size * rows + 0.6), squeeze=False,
+                             sharex=True, sharey=True)
+    image = None
     for head, ax in enumerate(axes.flat):
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(tokens)), tokens, fontsize=6)
         if head < heads.shape[0]:
-            ax.imshow(heads[head].float(), cmap="viridis", vmin=0.0, vmax=1.0)
+            image = ax.imshow(heads[head].float(), cmap="viridis", vmin=0.0, vmax=1.0)
             ax.set_title(f"layer {layer}, head {head}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
+        else:
+            ax.axis("off")
+    fig.supxlabel("attends to (key)", fontsize=9)
+    fig.supylabel("token (query)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="attention probability")
     return fig
+
+
+def plot_layer_head_grid(values: Tensor, ax: Any, title: str, label: str, cmap: str = "viridis",
+                         vmin: float | None = None, vmax: float | None = None,
+                         mark: tuple[int, int] | None = None) -> Any:
+    """One statistic for every layer x head: an ``(L, nh)`` heatmap with a colour bar.
+
+    ``mark`` outlines one ``(layer, head)`` cell (e.g. the head picked for a pattern).
+    """
+    from matplotlib.patches import Rectangle
+
+    values = values.detach().cpu().float()
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(values.shape[1]))
+    ax.set_yticks(range(values.shape[0]))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=10)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=label)
+    if mark is not None:
+        ax.add_patch(Rectangle((mark[1] - 0.5, mark[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    return image
 
 
 def show_attention(model: nn.Module, tokenizer: Any, text: str, layer: int = 0, head: int | str = 0) -> Any:
@@ -153,6 +190,46 @@ def attention_explorer(model: nn.Module, tokenizer: Any, text: str = "The movie 
         control.observe(redraw, names="value")
     redraw()
     return widgets.VBox([text_box, widgets.HBox([layer, head]), output])
+
+
+def show_with_static(widget: Any, static: Any, caption: str = "") -> None:
+    """Display a widget together with its static picture (``static``: a matplotlib Figure,
+    an HTML string, or anything IPython can display).
+
+    A stored notebook keeps no widget state, so without a running kernel a widget shows
+    as ``VBox(...)``. The picture, drawn by the same function as the widget's first view,
+    is stored with the notebook and shows everywhere (a code host, nbviewer, an HTML
+    export); with a kernel the live widget follows it::
+
+        show_with_static(attention_explorer(model, tokenizer, text),
+                         show_attention(model, tokenizer, text).figure)
+        show_with_static(sentiment_playground(classifier, text), classifier.explain(text).html())
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML, display
+
+    note = caption or "Static picture (stored with the notebook); the live widget below needs a running kernel."
+    display(HTML(f'<div style="font-size: 12px; color: #555">{note}</div>'))
+    if isinstance(static, str):
+        display(HTML(static))
+    else:
+        display(static)
+        if hasattr(static, "savefig"):
+            plt.close(static)  # shown once, not again at the end of the cell
+    display(_LabelledWidget(widget))
+
+
+class _LabelledWidget:
+    """A widget whose plain-text fallback says what it is instead of ``VBox(children=...)``."""
+
+    def __init__(self, widget: Any) -> None:
+        self.widget = widget
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+        bundle["text/plain"] = "[interactive widget: run this cell with a kernel to use it; its picture is above]"
+        return bundle
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Chapter 2 exercises: scaled dot-product attention with a padding mask, and splitting heads.
+"""Chapter 2 exercises: attention with a padding mask, splitting heads, a causal mask.
 
     from bertedu.exercises import ch02
     ch02.check_attention(my_attention)      # (q, k, v, mask) -> (context, probs)
     ch02.check_split_heads(my_split_heads)  # (x (B, T, H), num_heads) -> (B, nh, T, hs)
+    ch02.check_causal_attention(my_causal)  # (q, k, v) -> (context, probs), token i sees 0..i
     ch02.solution("attention")
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from bertedu.exercises import (
     ExerciseError,
+    call_learner,
     checker,
     compare_tensors,
     fail,
@@ -42,7 +44,20 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.view(B, T, num_heads, H // num_heads).transpose(1, 2)
 
 
-SOLUTIONS = {"attention": attention, "split_heads": split_heads}
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q, k, v: ``(B, nh, T, hs)``. Token ``i`` attends only to tokens ``0..i`` (itself and
+    the past), as in a left-to-right language model such as GPT.
+
+    Returns ``(context (B, nh, T, hs), probs (B, nh, T, T))``; ``probs`` is 0 above the diagonal.
+    """
+    T = q.size(-2)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, T)
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)  # (T, T) True where j > i
+    probs = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+    return probs @ v, probs
+
+
+SOLUTIONS = {"attention": attention, "split_heads": split_heads, "causal_attention": causal_attention}
 
 
 def solution(name: str) -> None:
@@ -114,3 +129,30 @@ def check_split_heads(function: Callable) -> None:
                     "head h must hold features h*hs .. (h+1)*hs - 1 of every token.")
             fail(f"split_heads(x, {num_heads}): the shape is right, the values are not: {hint}")
         compare_tensors(got, expected, f"split_heads(x of shape (2, 3, 8), num_heads={num_heads})", atol=0)
+
+
+@checker("causal_attention", n_cases=2)
+def check_causal_attention(function: Callable) -> None:
+    """Compare ``function(q, k, v)`` with attention where token i sees only tokens 0..i."""
+    g = torch.Generator().manual_seed(2)
+    for shape in ((2, 3, 5, 4), (1, 2, 1, 8)):
+        q, k, v = (torch.randn(*shape, generator=g) for _ in range(3))
+        what = f"q, k, v of shape {shape}"
+        got = call_learner(function, what, q.clone(), k.clone(), v.clone())
+        if not isinstance(got, tuple) or len(got) != 2:
+            fail("Return a tuple (context, probs).")
+        context, probs = got
+        expected_context, expected_probs = causal_attention(q, k, v)
+        if isinstance(probs, torch.Tensor) and probs.shape == expected_probs.shape and shape[2] > 1:
+            T = shape[2]
+            if probs[..., torch.ones(T, T, dtype=torch.bool).tril(-1)].abs().max() < 1e-9:
+                fail(f"{what}: token i sees only itself or the future; the past (j < i) must stay visible. "
+                     "Did you mask the lower triangle instead of the upper one?")
+            if probs[..., torch.ones(T, T, dtype=torch.bool).triu(1)].abs().max() > 1e-6:
+                fail(f"{what}: probs above the diagonal are not 0: token i must not see tokens j > i "
+                     "(the future). Mask where j > i, e.g. torch.ones(T, T).triu(diagonal=1).bool().")
+            if torch.isnan(probs[..., 0, :]).any() or probs[..., 0, 0].sub(1).abs().max() > 1e-5:
+                fail(f"{what}: the first token can see only itself, so probs[..., 0, 0] must be 1. "
+                     "Keep the diagonal (triu(diagonal=1), not triu(diagonal=0)).")
+        compare_tensors(probs, expected_probs, f"probs for {what}")
+        compare_tensors(context, expected_context, f"context for {what}")
