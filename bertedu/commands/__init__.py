@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("bertedu.commands.pretrain", "pre-train a small BERT with MLM + NSP on IMDb text"),
     "finetune": ("bertedu.commands.finetune", "fine-tune a BERT checkpoint for IMDb sentiment"),
     "predict": ("bertedu.commands.predict", "classify texts with a fine-tuned model"),
+    "attention": ("bertedu.commands.attention", "write an offline HTML view of every layer's and head's attention"),
     "bias": ("bertedu.commands.bias", "audit a fine-tuned sentiment model for demographic bias"),
     "student-edition": ("bertedu.commands.student_edition", "write the notebooks without their solutions"),
 }
