@@ -27,14 +27,14 @@ import torch
 from bertedu.counterfactual import swap_gender
 from bertedu.finetuning import FinetuneSettings, Truncation, encode_reviews, finetune, finetune_settings
 from bertedu.sentiment import SentimentClassifier
-from bertedu.settings import mode_settings, pick
+from bertedu.settings import is_quick, pick
 
 
-@mode_settings
-def comparison_settings() -> FinetuneSettings:
+def comparison_settings(quick: bool | None = None) -> FinetuneSettings:
     """The baseline's settings for the before/after comparison (CDA: ``cda_settings`` of them)."""
-    return replace(finetune_settings(), n_train=pick(quick=1_000, full=24_000),
-                   truncation=pick(quick=Truncation(128, 32), full=Truncation(512, 128)), epochs=2)
+    mode = is_quick(quick)
+    return replace(finetune_settings(mode), n_train=pick(quick=1_000, full=24_000, mode=mode),
+                   truncation=pick(quick=Truncation(128, 32), full=Truncation(512, 128), mode=mode), epochs=2)
 
 
 def augment_counterfactual(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int]]:
