@@ -203,6 +203,10 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     Raises FileNotFoundError / ValueError with what to do when the folder is missing, is
     not a checkpoint, or holds an encoder without a classification head.
     """
+    from bertedu.parameter_efficient import is_peft_folder, load_peft  # chapter 5b: only the trained weights
+
+    if is_peft_folder(folder):
+        return load_peft(folder, merge=True)
     folder = checkpoint_folder(folder)
     has_head = any(key.startswith("classifier.") for key in read_state_dict(folder))
     if not has_head:

@@ -39,7 +39,7 @@ class ChapterFailed(RuntimeError):
 
 def chapter_notebooks(only: list[str] | None = None) -> list[Path]:
     """The course's notebooks in chapter order, optionally only those matching ``only``."""
-    notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(notebooks_dir().glob("[0-9][0-9]*_*.ipynb"))
     if only:
         notebooks = [nb for nb in notebooks if any(key in nb.name for key in only)]
         if not notebooks:

@@ -639,6 +639,10 @@ def configure_finetune(parser: argparse.ArgumentParser) -> None:
                              f"{RUN_NAME}-<mode>)")
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--method", choices=("full", "lora", "adapter", "bitfit"), default="full",  # chapter 5b
+                        help="what to train: every weight, LoRA factors, bottleneck adapters or the biases")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA's rank r (default 8) or the adapter's "
+                                                                "bottleneck size (default 16)")
 
 
 def prepare_run_dir(run_dir: Path, description: dict[str, Any], fresh: bool) -> None:
@@ -674,14 +678,23 @@ def run_finetune(args: argparse.Namespace) -> int:
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive; got {value}.")
             settings = replace(settings, **{name: value})
-    output = args.output or checkpoints_dir(MODEL_NAME)
-    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name()}")
-    description = {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}
+    from bertedu.parameter_efficient import LEARNING_RATES, apply_method, method_config, save_peft  # chapter 5b
+
+    peft = method_config(args.method, args.rank, args.checkpoint, checkpoint)  # checked before anything is written
+    if args.method != "full" and args.learning_rate is None:
+        settings = replace(settings, learning_rate=LEARNING_RATES[args.method])
+    suffix = "" if args.method == "full" else f"-{args.method}"
+    output = args.output or checkpoints_dir(MODEL_NAME + suffix)
+    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name()}{suffix}")
+    description = {"checkpoint": str(checkpoint.resolve()), **asdict(settings),
+                   **({"method": args.method, "rank": peft.rank} if args.method != "full" else {})}
     prepare_run_dir(run_dir, json.loads(json.dumps(description)), args.fresh)  # JSON round trip: tuples -> lists
     device = select_device()
     describe_run(device)
     seed_everything(settings.seed)
     model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    if args.method != "full":
+        apply_method(model, peft)
     tokenizer = load_fast_tokenizer(checkpoint)
     truncation = settings.truncation.fit(model.config.max_position_embeddings)
 
@@ -707,7 +720,10 @@ def run_finetune(args: argparse.Namespace) -> int:
                           base_checkpoint=str(checkpoint),
                           metrics={"test_accuracy": scores.accuracy, "test_macro_f1": scores.macro_f1,
                                    "n_test": len(test_reviews), "n_train": len(train_reviews)})
-    save_classifier(model.cpu(), output, find_vocab(checkpoint), info)
+    if args.method == "full":
+        save_classifier(model.cpu(), output, find_vocab(checkpoint), info)
+    else:
+        save_peft(model.cpu(), output, peft, find_vocab(checkpoint), info)
     print(f"Saved the fine-tuned model to {output}\nTry it: bertedu predict --model {output} \"What a film!\"")
     return 0
 

@@ -18,7 +18,7 @@ from bertedu.course import VOLATILE_CELL_METADATA
 from bertedu.source import render_source
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 SHOW_SOURCE = re.compile(r"^show_source\((bertedu(?:\.\w+)+)\)\s*$", re.MULTILINE)
 MAX_BYTES = 2_500_000
 
