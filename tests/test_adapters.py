@@ -72,7 +72,7 @@ def test_an_adapter_starts_as_the_identity_and_sits_after_each_sublayer(base_dir
     # adapters after W^O and W_2 (2 per layer) + every LayerNorm (2 per layer + the embeddings') + the head
     ("adapter", 3, L * 2 * adapter_parameter_count(H, 3) + (2 * L + 1) * 2 * H + (2 * H + 2)),
     # every bias: Q, K, V, W^O, W_1, W_2, two LayerNorms per layer; embeddings' LayerNorm, pooler, head
-    ("bitfit", None, L * (4 * H + I + H + 2 * H) + H + H + 2),
+    ("bitfit", None, L * (4 * H + I + H + 2 * H) + H + H + (2 * H + 2)),
 ])
 def test_each_method_trains_what_it_says(base_dir, method, rank, expected):
     model = new_model(base_dir)
