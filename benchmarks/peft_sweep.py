@@ -21,7 +21,13 @@ from bertedu.checkpoint import default_checkpoint
 from bertedu.classification import BertForSequenceClassification
 from bertedu.data import balanced_subsample, load_imdb, train_validation_split
 from bertedu.finetuning import encode_reviews, finetune, finetune_settings
-from bertedu.parameter_efficient import DEFAULT_RANKS, PeftConfig, apply_method, count_parameters, peft_settings
+from bertedu.parameter_efficient import (
+    DEFAULT_RANKS,
+    PeftConfig,
+    apply_method,
+    count_parameters,
+    peft_settings,
+)
 from bertedu.settings import seed_everything
 from bertedu.tokenization import load_fast_tokenizer
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from bertedu.errors import UserError
 
+
 class BottleneckAdapter(nn.Module):
     """``h + W_up GELU(W_down h)``: down to ``m`` features and back, starting as the identity."""
 

@@ -203,7 +203,8 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     Raises FileNotFoundError / ValueError with what to do when the folder is missing, is
     not a checkpoint, or holds an encoder without a classification head.
     """
-    from bertedu.parameter_efficient import is_peft_folder, load_peft  # chapter 5b: only the trained weights
+    # Chapter 5b: a folder that holds only the trained weights (LoRA, adapters, BitFit).
+    from bertedu.parameter_efficient import is_peft_folder, load_peft
 
     if is_peft_folder(folder):
         return load_peft(folder, merge=True)

@@ -678,7 +678,13 @@ def run_finetune(args: argparse.Namespace) -> int:
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive; got {value}.")
             settings = replace(settings, **{name: value})
-    from bertedu.parameter_efficient import LEARNING_RATES, apply_method, method_config, save_peft  # chapter 5b
+    # Chapter 5b: --method / --rank.
+    from bertedu.parameter_efficient import (
+        LEARNING_RATES,
+        apply_method,
+        method_config,
+        save_peft,
+    )
 
     peft = method_config(args.method, args.rank, args.checkpoint, checkpoint)  # checked before anything is written
     if args.method != "full" and args.learning_rate is None:

@@ -39,7 +39,11 @@ from torch import nn
 
 from bertedu.adapters import apply_adapters, is_bias
 from bertedu.checkpoint import VOCAB_NAME, save_state_dict
-from bertedu.classification import CLASSIFIER_NAME, BertForSequenceClassification, ClassifierInfo
+from bertedu.classification import (
+    CLASSIFIER_NAME,
+    BertForSequenceClassification,
+    ClassifierInfo,
+)
 from bertedu.errors import UserError, UserFileNotFoundError
 from bertedu.files import atomic_write, write_json
 from bertedu.lora import DEFAULT_TARGETS, apply_lora, merge_lora

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+from test_predict import VOCAB, write_vocab
 
 from bertedu import cli
 from bertedu.adapters import AdaptedLinear, adapter_parameter_count, apply_adapters
@@ -23,7 +24,6 @@ from bertedu.parameter_efficient import (
     method_config,
     save_peft,
 )
-from test_predict import VOCAB, write_vocab
 
 CONFIG = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=32, max_position_embeddings=32, initializer_range=0.5)

@@ -6,7 +6,14 @@ from torch import nn
 from bertedu.checkpoint import default_checkpoint
 from bertedu.classification import BertForSequenceClassification
 from bertedu.errors import UserError
-from bertedu.lora import LoRALinear, apply_lora, lora_layers, mark_only_lora_trainable, merge_lora, unmerge_lora
+from bertedu.lora import (
+    LoRALinear,
+    apply_lora,
+    lora_layers,
+    mark_only_lora_trainable,
+    merge_lora,
+    unmerge_lora,
+)
 from bertedu.model import BertConfig, BertModel
 
 TINY = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,

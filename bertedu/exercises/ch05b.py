@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
 
 from bertedu.exercises import call_learner, checker, fail, print_solution
 from bertedu.lora import LoRALinear, apply_lora, lora_layers
