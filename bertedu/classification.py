@@ -281,6 +281,12 @@ def load_classifier(folder: str | os.PathLike) -> tuple[BertForSequenceClassific
     not a checkpoint, holds an encoder without a classification head, has a damaged
     config.json / classifier.json / weights file, or a vocab.txt other than the one saved.
     """
+    # Chapter 5b: a folder that holds only the trained weights (LoRA, adapters, BitFit).
+    from bertedu.parameter_efficient import is_peft_folder, load_peft
+
+    if is_peft_folder(folder):
+        return load_peft(folder, merge=True)
+
     from bertedu.tokenization import (
         check_vocab_size,
         read_vocab_tokens,

@@ -57,6 +57,7 @@ from bertedu.training import TrainingConfig, TrainingHistory, train
 
 if TYPE_CHECKING:
     from bertedu.data import ReviewSet
+    from bertedu.parameter_efficient import PeftConfig
 
 MODEL_NAME = "ch5-sentiment"  # checkpoints_dir(MODEL_NAME): where `bertedu finetune` saves
 RUN_NAME = "ch5-finetune-run"  # its resumable training checkpoints
@@ -468,13 +469,16 @@ def run_finetuning(model: BertForSequenceClassification, train_examples: Sequenc
 
 def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, output_dir: str | Path | None = None,
                         checkpoint_dir: str | Path | None = None, progress: bool = True,
-                        device: torch.device | None = None, log: Callable[[str], None] = print) -> FinetuningRun:
+                        device: torch.device | None = None, log: Callable[[str], None] = print,
+                        peft: PeftConfig | None = None) -> FinetuningRun:
     """Fine-tune a BERT checkpoint folder for IMDb sentiment: ``bertedu finetune`` in Python.
 
     Loads the checkpoint with a new classifier head, reads the chapter's splits the way the
     model will read text (``settings.truncation``, fitted to the model's positions), runs
     ``run_finetuning`` and, with ``output_dir``, saves the classifier folder that
-    ``SentimentClassifier.from_pretrained`` and ``bertedu predict`` load.
+    ``SentimentClassifier.from_pretrained`` and ``bertedu predict`` load. With ``peft``
+    (chapter 5b: LoRA, adapters or BitFit), only that method's parameters train and only
+    they are saved, with the base checkpoint named in their config.
     """
     from bertedu.tokenization import find_vocab, load_fast_tokenizer
 
@@ -482,6 +486,10 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
     device = device or select_device()
     seed_everything(settings.seed)
     model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    if peft is not None:
+        from bertedu.parameter_efficient import apply_method
+
+        apply_method(model, peft)
     tokenizer = load_fast_tokenizer(checkpoint)
     truncation = settings.truncation.fit(model.config.max_position_embeddings)
     train_reviews, validation_reviews, test_reviews = sentiment_splits(settings)
@@ -499,5 +507,10 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
                               base_checkpoint=str(checkpoint),
                               metrics={"test_accuracy": run.scores.accuracy, "test_macro_f1": run.scores.macro_f1,
                                        "n_test": len(test_reviews), "n_train": len(train_reviews)})
-        save_classifier(model.cpu(), output_dir, find_vocab(checkpoint), info)
+        if peft is None:
+            save_classifier(model.cpu(), output_dir, find_vocab(checkpoint), info)
+        else:
+            from bertedu.parameter_efficient import save_peft
+
+            save_peft(model.cpu(), output_dir, peft, find_vocab(checkpoint), info)
     return run

@@ -21,6 +21,7 @@ from bertedu.finetuning import (
     small_bert_settings,
 )
 from bertedu.model import BertConfig
+from bertedu.parameter_efficient import LEARNING_RATES, method_config
 from bertedu.paths import checkpoints_dir
 from bertedu.tokenization import find_vocab
 from bertedu.training import prepare_run_dir
@@ -54,6 +55,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"{RUN_NAME}-<mode>)")
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--method", choices=("full", "lora", "adapter", "bitfit"), default="full",  # chapter 5b
+                        help="what to train: every weight, LoRA factors, bottleneck adapters or the biases")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA's rank r (default 8) or the adapter's "
+                                                                "bottleneck size (default 16)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,15 +73,20 @@ def run(args: argparse.Namespace) -> int:
             if value <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive; got {value}.")
             settings = replace(settings, **{name: value})
-    output = args.output or checkpoints_dir(MODEL_NAME)
-    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name(args.quick)}")
+    peft = method_config(args.method, args.rank, args.checkpoint, checkpoint)  # checked before anything is written
+    if args.method != "full" and args.learning_rate is None:
+        settings = replace(settings, learning_rate=LEARNING_RATES[args.method])
+    suffix = "" if args.method == "full" else f"-{args.method}"
+    output = args.output or checkpoints_dir(MODEL_NAME + suffix)
+    run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name(args.quick)}{suffix}")
     for check in (checkpoint_folder, BertConfig.from_pretrained, find_vocab):  # before the run folder is touched
         check(checkpoint)
-    prepare_run_dir(run_dir, {"checkpoint": str(checkpoint.resolve()), **asdict(settings)}, args.fresh)
+    method = {"method": args.method, "rank": peft.rank} if args.method != "full" else {}  # full runs resume as before
+    prepare_run_dir(run_dir, {"checkpoint": str(checkpoint.resolve()), **asdict(settings), **method}, args.fresh)
     describe_run(quick=args.quick)
     started = time.perf_counter()
     result = finetune_checkpoint(checkpoint, settings, output_dir=output, checkpoint_dir=run_dir,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, peft=None if args.method == "full" else peft)
     minutes = (time.perf_counter() - started) / 60
     print(f"Best validation accuracy {result.history.best['accuracy']:.1%} (step {int(result.history.best['step'])}).")
     print(f"Test: {settings.n_test} reviews, {minutes:.1f} minutes in all\n{result.scores.report()}")
