@@ -8,7 +8,7 @@ the real tokens of many sentences, a few shares describe a head (after Clark et 
 - ``punctuation``: to tokens made only of punctuation;
 - ``previous``, ``next``: to the token just before / after the query;
 - ``same word``: to the other word pieces of the query's own word (queries in words of
-  two or more pieces only);
+  two or more pieces only; 0 when no query is in such a word);
 - ``entropy``: ``-sum_j p_j log p_j`` of the query's row, in nats (0 = one key takes
   everything, ``log T`` = uniform over ``T`` keys).
 
