@@ -467,6 +467,19 @@ def run_finetuning(model: BertForSequenceClassification, train_examples: Sequenc
     return FinetuningRun(model, history, probabilities, scores, time.perf_counter() - started)
 
 
+def resolve_checkpoint(name: str) -> Path:
+    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model) or a folder."""
+    if name == "default":
+        from bertedu.checkpoint import default_checkpoint
+
+        return default_checkpoint()
+    if name == "small":
+        from bertedu.pretraining import pretrained_small_bert
+
+        return pretrained_small_bert()
+    return Path(name).expanduser()
+
+
 def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, output_dir: str | Path | None = None,
                         checkpoint_dir: str | Path | None = None, progress: bool = True,
                         device: torch.device | None = None, log: Callable[[str], None] = print,

@@ -25,7 +25,13 @@ from typing import Any
 import torch
 
 from bertedu.counterfactual import swap_gender
-from bertedu.finetuning import FinetuneSettings, Truncation, encode_reviews, finetune, finetune_settings
+from bertedu.finetuning import (
+    FinetuneSettings,
+    Truncation,
+    encode_reviews,
+    finetune,
+    finetune_settings,
+)
 from bertedu.sentiment import SentimentClassifier
 from bertedu.settings import is_quick, pick
 

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from bertedu.bias import bias_audit, load_templates
     from bertedu.errors import UserError
     from bertedu.finetuning import MODEL_NAME
-    from bertedu.sentiment import SentimentClassifier
     from bertedu.paths import checkpoints_dir
+    from bertedu.sentiment import SentimentClassifier
 
     folder = args.model or checkpoints_dir(MODEL_NAME)
     if args.reviews < 0:

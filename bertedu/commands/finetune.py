@@ -18,6 +18,7 @@ from bertedu.finetuning import (
     RUN_NAME,
     finetune_checkpoint,
     finetune_settings,
+    resolve_checkpoint,
     small_bert_settings,
 )
 from bertedu.model import BertConfig
@@ -25,19 +26,6 @@ from bertedu.parameter_efficient import LEARNING_RATES, method_config
 from bertedu.paths import checkpoints_dir
 from bertedu.tokenization import find_vocab
 from bertedu.training import prepare_run_dir
-
-
-def resolve_checkpoint(name: str) -> Path:
-    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model) or a folder."""
-    if name == "default":
-        from bertedu.checkpoint import default_checkpoint
-
-        return default_checkpoint()
-    if name == "small":
-        from bertedu.pretraining import pretrained_small_bert
-
-        return pretrained_small_bert()
-    return Path(name).expanduser()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from bertedu.exercises import call_learner, checker, compare_tensors, fail, print_solution
+from bertedu.exercises import (
+    call_learner,
+    checker,
+    compare_tensors,
+    fail,
+    print_solution,
+)
 
 # -- reference solutions ------------------------------------------------------------------
 
