@@ -50,7 +50,7 @@ def chapter_notebooks(only: list[str] | None = None) -> list[Path]:
 def execute_notebook(path: Path, timeout: int = 1800) -> nbformat.NotebookNode:
     """Execute one notebook in a fresh kernel (this Python), with a cell progress bar."""
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
     from tqdm.auto import tqdm
 
     notebook = nbformat.read(path, as_version=4)
@@ -67,6 +67,9 @@ def execute_notebook(path: Path, timeout: int = 1800) -> nbformat.NotebookNode:
             client.execute()
         except CellExecutionError as error:
             raise ChapterFailed(_failure_message(path, notebook, error), notebook) from None
+        except CellTimeoutError as error:
+            raise ChapterFailed(f"{path.name}: a cell ran longer than {timeout} s (--timeout). "
+                                f"{str(error).splitlines()[0]}", notebook) from None
     return notebook
 
 
