@@ -27,16 +27,33 @@ def main(run_dir: str, command: str, hardware: str) -> None:
 
     run = Path(run_dir)
     SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME):
-        shutil.copyfile(run / "model" / name, SHIPPED_DIR / name)
-    history = json.loads((run / "history.json").read_text())
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    history = state["history"]
     settings = pretraining_preset(SHIPPED_PRESET)
+    finished = (run / "model" / SAFETENSORS_NAME).is_file()
+    if finished:
+        for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME):
+            shutil.copyfile(run / "model" / name, SHIPPED_DIR / name)
+    else:  # an unfinished run: ship its last checkpoint, and say so in the card
+        from bertedu.tokenization import imdb_wordpiece_vocab
+
+        model = BertForPreTraining(settings.model_config())
+        model.load_state_dict(state["model"])
+        model.config = settings.model_config(dropout=0.1)
+        model.save_pretrained(SHIPPED_DIR, vocab_file=imdb_wordpiece_vocab(settings.vocab_size))
     write_text(SHIPPED_DIR / "history.json",  # the evaluations only, for chapter 4's compute plot
                json.dumps({"batch_size": settings.training.batch_size, "evals": history["evals"]}, indent=1))
-    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     model = BertForPreTraining.from_pretrained(SHIPPED_DIR)
     tokenizer = load_fast_tokenizer(SHIPPED_DIR)
     probe = probe_accuracy(model, masked_word_probe(tokenizer))
+    if history["evals"][-1]["step"] != state["step"]:  # measure the shipped weights on the held-out pairs
+        from bertedu.pretraining import build_pretraining_dataset, evaluate_pretraining, pretraining_corpus
+
+        _, held_out = pretraining_corpus(0, settings.n_validation, settings.seed)
+        validation = build_pretraining_dataset(held_out.texts, tokenizer, max_seq_length=128, seed=settings.seed + 1)
+        history["evals"].append({"step": state["step"], **evaluate_pretraining(model, validation)})
+        write_text(SHIPPED_DIR / "history.json",
+                   json.dumps({"batch_size": settings.training.batch_size, "evals": history["evals"]}, indent=1))
     guesses = fill_mask(model, tokenizer, "this movie was [MASK] .", top_k=5)[0]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     last = history["evals"][-1]
@@ -59,8 +76,8 @@ Load it with `BertForPreTraining.from_pretrained(bertedu.pretraining.shipped_sma
 | commit | {commit} (code of the run; the weights were added in a later commit) |
 | hardware | {hardware} |
 | training time | {state.get('train_seconds', float('nan')) / 60:.1f} minutes in training steps |
-| steps | {state['step']:,} optimizer steps, {state['step'] * settings.training.batch_size:,} sequences |
-| held-out MLM accuracy | {last['mlm_accuracy']:.1%} (loss {last['mlm_loss']:.3f}) on pairs from the {settings.n_validation} held-out train reviews, during training |
+| steps | {state['step']:,} optimizer steps, {state['step'] * settings.training.batch_size:,} sequences{"" if finished else f" (**an unfinished run**: its checkpoint at {state['train_seconds'] / 60:.0f} of the {settings.training.max_minutes:g} budgeted minutes, learning rate not yet decayed; resume it with the same command, then run this script again)"} |
+| held-out MLM accuracy | {last['mlm_accuracy']:.1%} (loss {last['mlm_loss']:.3f}) on pairs from the {settings.n_validation} held-out train reviews |
 | held-out NSP accuracy | {last['nsp_accuracy']:.1%} |
 | test-review probe | the original word in the top 5 for {probe['top5']:.1%} of {probe['n']} masked words from IMDb test reviews (top 1: {probe['top1']:.1%}) |
 | fill-mask | "this movie was [MASK] ." -> {", ".join(f"{t} ({p:.2f})" for t, p in guesses)} |

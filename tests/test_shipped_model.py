@@ -67,3 +67,32 @@ def test_the_errors_are_one_line(copy_of_shipped):
     with pytest.raises(UserError) as error:
         shipped_small_bert()
     assert "\n" not in str(error.value) and str(copy_of_shipped / "vocab.txt") in str(error.value)
+
+
+ADJECTIVES = {"good", "great", "bad", "terrible", "awful", "excellent", "boring", "funny", "horrible", "amazing",
+              "fantastic", "brilliant", "wonderful", "okay", "ok", "fine", "interesting", "decent", "hilarious",
+              "poor", "worse", "better", "best", "worst", "stupid", "entertaining", "enjoyable", "disappointing",
+              "beautiful", "perfect", "excellent", "awesome", "weak", "dull", "predictable", "superb", "nice",
+              "pathetic", "ridiculous", "silly", "lame", "cheesy", "mediocre", "average", "pointless", "sad"}
+
+
+@pytest.mark.xfail(strict=True, reason="the shipped weights are an interim checkpoint of an unfinished run "
+                                       "(MODEL_CARD.md); remove this mark when the finished run is shipped")
+def test_shipped_model_meets_chapter4_bars(imdb_archive):
+    """Chapter 4's bars: held-out MLM accuracy >= 35%, the original word in the top 5 for >= 50% of
+    the test-review probe, and adjectives for "this movie was [MASK] ."."""
+    import json
+
+    from bertedu.pretraining import fill_mask, masked_word_probe, probe_accuracy
+    from bertedu.tokenization import load_fast_tokenizer
+
+    folder = shipped_small_bert()
+    model = BertForPreTraining.from_pretrained(folder)
+    tokenizer = load_fast_tokenizer(folder)
+    held_out = json.loads((folder / "history.json").read_text())["evals"][-1]
+    probe = probe_accuracy(model, masked_word_probe(tokenizer))
+    guesses = [token for token, _ in fill_mask(model, tokenizer, "this movie was [MASK] .")[0]]
+    assert probe["n"] >= 300
+    assert held_out["mlm_accuracy"] >= 0.35
+    assert probe["top5"] >= 0.50
+    assert sum(token in ADJECTIVES for token in guesses) >= 3, guesses
