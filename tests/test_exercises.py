@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertedu.exercises import ch00, ch01, ch02, ch03, ch04, ch05
+from bertedu.exercises import ch00, ch01, ch02, ch03, ch04, ch05, ch05b, ch06, ch07
 
 
 def not_done(*args):
@@ -34,6 +34,13 @@ def not_done(*args):
     (ch05.check_truncate_head_tail, ch05.truncate_head_tail),
     (ch05.check_macro_f1, ch05.macro_f1),
     (ch05.check_mean_pool, ch05.mean_pool),
+    (ch02.check_causal_attention, ch02.causal_attention),
+    (ch05b.check_lora_parameter_count, ch05b.lora_parameter_count),
+    (ch05b.check_lora_on_feed_forward, ch05b.lora_on_feed_forward),
+    (ch06.check_attention_entropy, ch06.attention_entropy),
+    (ch06.check_cls_share, ch06.cls_share),
+    (ch07.check_swap_words, ch07.swap_words),
+    (ch07.check_sign_flip_p_value, ch07.sign_flip_p_value),
 ])
 def test_reference_passes_and_stub_is_reported(check, reference, capsys):
     check(reference)
