@@ -11,10 +11,6 @@ import torch.nn.functional as F
 from bertedu.exercises import ch02, ch06
 
 
-def not_done(*args):
-    raise NotImplementedError
-
-
 @pytest.mark.parametrize("T", [1, 4, 9])
 def test_causal_attention_equals_torch_sdpa(T):
     g = torch.Generator().manual_seed(T)
