@@ -291,7 +291,7 @@ def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
         pre_layer_norm=True,
         training=TrainingConfig(
             learning_rate=pick(quick=3e-3, full=2e-3),
-            max_steps=pick(quick=900, full=20_000),
+            max_steps=pick(quick=600, full=20_000),
             batch_size=pick(quick=32, full=128),
             warmup_ratio=pick(quick=0.1, full=0.06),
             eval_every=pick(quick=150, full=1_000),
