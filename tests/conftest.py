@@ -36,3 +36,20 @@ def imdb_archive() -> Path:
     if _in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, monkeypatch) -> Path:
+    """A 1-layer BERT folder with the embedded vocabulary, and a private data folder."""
+    import torch
+
+    from bertedu.checkpoint import default_checkpoint
+    from bertedu.model import BertConfig, BertModel
+
+    monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
+    start = tmp_path / "tiny-start"
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         max_position_embeddings=64)).save_pretrained(start)
+    (start / "vocab.txt").write_bytes((default_checkpoint() / "vocab.txt").read_bytes())
+    return start

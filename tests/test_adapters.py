@@ -170,16 +170,9 @@ def test_finetune_command_refuses_a_bad_rank_in_one_line_and_writes_nothing(base
 
 @pytest.mark.slow
 def test_finetune_command_with_lora_saves_a_folder_that_predict_loads(base_dir, tmp_path, capsys, imdb_archive,
-                                                                       monkeypatch):
+                                                                       tiny_checkpoint):
     """`bertedu finetune --method lora --rank 4` end to end, from a tiny checkpoint (seconds)."""
-    from bertedu.checkpoint import default_checkpoint
-
-    monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
-    start = tmp_path / "tiny-start"
-    torch.manual_seed(0)
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         max_position_embeddings=64)).save_pretrained(start)
-    (start / "vocab.txt").write_bytes((default_checkpoint() / "vocab.txt").read_bytes())
+    start = tiny_checkpoint
     output = tmp_path / "tuned-lora"
     code = cli.main(["finetune", "--checkpoint", str(start), "--method", "lora", "--rank", "4", "--output",
                      str(output), "--n-train", "32", "--epochs", "1", "--no-progress"])

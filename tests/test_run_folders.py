@@ -18,7 +18,6 @@ from torch import nn
 from bertedu import cli, training
 from bertedu.errors import UserError
 from bertedu.files import TMP_SUFFIX
-from bertedu.model import BertConfig, BertModel
 from bertedu.training import StopTraining, TrainingConfig, prepare_run_dir, train
 
 REPO = Path(__file__).parents[1]
@@ -184,19 +183,6 @@ def test_fresh_with_a_bad_checkpoint_leaves_the_run_dir_alone(tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and "no-such-folder" in result.stderr
     assert contents(folder) == before
-
-
-@pytest.fixture
-def tiny_checkpoint(tmp_path, monkeypatch) -> Path:
-    from bertedu.checkpoint import default_checkpoint
-
-    monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
-    start = tmp_path / "tiny-start"
-    torch.manual_seed(0)
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         max_position_embeddings=64)).save_pretrained(start)
-    (start / "vocab.txt").write_bytes((default_checkpoint() / "vocab.txt").read_bytes())
-    return start
 
 
 def test_fresh_never_clears_a_folder_the_course_did_not_make(tmp_path, tiny_checkpoint, capsys):
