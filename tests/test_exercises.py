@@ -37,10 +37,12 @@ def not_done(*args):
     (ch02.check_causal_attention, ch02.causal_attention),
     (ch05b.check_lora_parameter_count, ch05b.lora_parameter_count),
     (ch05b.check_lora_on_feed_forward, ch05b.lora_on_feed_forward),
+    (ch05b.check_ia3_wrap, ch05b.ia3_wrap),
     (ch06.check_attention_entropy, ch06.attention_entropy),
     (ch06.check_cls_share, ch06.cls_share),
     (ch07.check_swap_words, ch07.swap_words),
     (ch07.check_sign_flip_p_value, ch07.sign_flip_p_value),
+    (ch07.check_bootstrap_interval, ch07.bootstrap_interval),
 ])
 def test_reference_passes_and_stub_is_reported(check, reference, capsys):
     check(reference)

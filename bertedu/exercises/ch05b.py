@@ -1,8 +1,10 @@
-"""Chapter 5b exercises: count what a LoRA configuration trains; put LoRA on the feed-forward block.
+"""Chapter 5b exercises: count what a LoRA configuration trains; put LoRA on the feed-forward
+block; a fourth method, (IA)^3, that learns one scale per output feature.
 
     from bertedu.exercises import ch05b
     ch05b.check_lora_parameter_count(my_count)   # (config: BertConfig, rank, target_modules) -> int
     ch05b.check_lora_on_feed_forward(my_apply)   # (encoder: BertModel, rank) -> None, in place
+    ch05b.check_ia3_wrap(my_wrap)                # (layer: nn.Linear) -> nn.Module
     ch05b.solution("lora_parameter_count")
 """
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import nn
 
 from bertedu.exercises import call_learner, checker, fail, print_solution
 from bertedu.lora import LoRALinear, apply_lora, lora_layers
@@ -45,7 +48,30 @@ def lora_on_feed_forward(encoder: BertModel, rank: int) -> None:
         layer.output.dense = LoRALinear(layer.output.dense, rank)
 
 
-SOLUTIONS = {"lora_parameter_count": lora_parameter_count, "lora_on_feed_forward": lora_on_feed_forward}
+class IA3Linear(nn.Module):
+    """(IA)^3 (Liu et al., 2022) on one linear layer: ``y = l * (W x + b)``, ``l`` of shape ``(d_out,)``.
+
+    The base layer is frozen; ``l`` starts at ones, so the wrapped layer starts unchanged.
+    (peft calls the same vector ``ia3_l`` and, for key and value, scales the output too.)
+    """
+
+    def __init__(self, base_layer: nn.Linear) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.base_layer.requires_grad_(False)
+        self.ia3_l = nn.Parameter(torch.ones(base_layer.out_features))  # (d_out,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_layer(x) * self.ia3_l  # (..., d_out) * (d_out,)
+
+
+def ia3_wrap(layer: nn.Linear) -> nn.Module:
+    """Wrap ``layer`` in (IA)^3: a frozen layer whose output is scaled by a learned vector."""
+    return IA3Linear(layer)
+
+
+SOLUTIONS = {"lora_parameter_count": lora_parameter_count, "lora_on_feed_forward": lora_on_feed_forward,
+             "ia3_wrap": ia3_wrap}
 
 
 def solution(name: str) -> None:
@@ -137,4 +163,47 @@ def check_lora_on_feed_forward(function: Callable) -> None:
              f"{lora_parameter_count(config, 3, ('intermediate.dense',)) * 2}.")
 
 
-__all__ = ["check_lora_on_feed_forward", "check_lora_parameter_count", "solution"]
+@checker("ia3_wrap", n_cases=4)
+def check_ia3_wrap(function: Callable) -> None:
+    """Wrap a 6 -> 4 linear layer with ``function`` and test the four properties of (IA)^3."""
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 4)  # d_in != d_out, so scaling the wrong side shows in the count
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        before = layer(x)
+    wrapped = call_learner(function, "an nn.Linear(6, 4)", layer)
+    if not isinstance(wrapped, nn.Module):
+        fail(f"Return the wrapped layer (an nn.Module); got {type(wrapped).__name__}.")
+    # 1. only d_out numbers train
+    trainable = [p for p in wrapped.parameters() if p.requires_grad]
+    count = sum(p.numel() for p in trainable)
+    if layer.weight.requires_grad or layer.bias.requires_grad:
+        fail(f"{count} trainable parameters: the base layer still trains. Freeze it "
+             "(layer.requires_grad_(False)); only the scale vector learns.")
+    if count == layer.in_features:
+        fail(f"{count} trainable parameters, one per *input* feature: scale the layer's output "
+             f"(d_out = {layer.out_features} numbers), l * (W x + b).")
+    if count != layer.out_features:
+        fail(f"{count} trainable parameters; (IA)^3 trains one number per output feature: {layer.out_features}.")
+    # 2. unchanged at the start
+    got = call_learner(wrapped, "the wrapped layer", x)
+    if got.abs().max() < 1e-12 and before.abs().max() > 0:
+        fail("The wrapped layer outputs zeros: start the scale at ones (LoRA's B starts at zero because it is "
+             "added; a scale multiplies).")
+    if (got - before).abs().max() > 1e-6:
+        fail("The wrapped layer's output differs from the layer's before any training: start the scale at ones.")
+    # 3. a scale of 2 doubles the whole output, bias included
+    with torch.no_grad():
+        trainable[0].fill_(2.0)
+        doubled = wrapped(x)
+    if (doubled - 2 * before).abs().max() > 1e-5:
+        if (doubled - (2 * before - layer.bias)).abs().max() < 1e-5:  # 2 W x + b
+            fail("With the scale at 2, the bias was not scaled: scale the whole output, l * (W x + b).")
+        fail("With the scale at 2 the output should double (l * (W x + b)); it does not.")
+    # 4. the gradient reaches the scale and only the scale
+    wrapped(x).sum().backward()
+    if trainable[0].grad is None or trainable[0].grad.abs().sum() == 0:
+        fail("No gradient reached the scale vector: use it in forward as an nn.Parameter.")
+
+
+__all__ = ["check_ia3_wrap", "check_lora_on_feed_forward", "check_lora_parameter_count", "solution"]

@@ -1,8 +1,10 @@
-"""Chapter 7 exercises: swapping a new attribute's words, and a paired test with no distribution.
+"""Chapter 7 exercises: swapping a new attribute's words, a paired test with no distribution,
+and a confidence interval with no distribution (the bootstrap).
 
     from bertedu.exercises import ch07
     ch07.check_swap_words(my_swap_words)        # (text, pairs) -> text with each word and its partner swapped
     ch07.check_sign_flip_p_value(my_p_value)    # (differences) -> exact two-sided p-value
+    ch07.check_bootstrap_interval(my_interval)  # (differences, n_resamples, seed) -> (low, high)
     ch07.solution("swap_words")
 """
 from __future__ import annotations
@@ -11,6 +13,8 @@ import itertools
 import math
 import re
 from typing import Callable
+
+import numpy as np
 
 from bertedu.exercises import call_learner, checker, fail, print_solution
 
@@ -55,7 +59,22 @@ def sign_flip_p_value(differences: list[float]) -> float:
     return at_least / 2 ** n
 
 
-SOLUTIONS = {"swap_words": swap_words, "sign_flip_p_value": sign_flip_p_value}
+def bootstrap_interval(differences: list[float], n_resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval of the mean paired difference.
+
+    Draw ``n`` differences *with replacement*, ``n_resamples`` times; the interval runs from the
+    2.5th to the 97.5th percentile of the resamples' means. Each pair is resampled whole (its
+    one difference), so the pairing is kept.
+    """
+    d = np.asarray(differences, dtype=np.float64)  # (n,)
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(axis=1)  # (n_resamples,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+SOLUTIONS = {"swap_words": swap_words, "sign_flip_p_value": sign_flip_p_value,
+             "bootstrap_interval": bootstrap_interval}
 
 
 def solution(name: str) -> None:
@@ -137,3 +156,60 @@ def check_sign_flip_p_value(function: Callable) -> None:
         else:
             hint = "return a float between 0 and 1."
         fail(f"On {what}: got {got!r}, expected {expected:.6g}." + (f"\n  Hint: {hint}" if hint else ""))
+
+
+def _skewed_cases() -> list[np.ndarray]:
+    """Differences like the audit's: mostly small, a few large ones on one side (so the
+    bootstrap interval is not symmetric about the mean, unlike the t-interval)."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for n, share in ((60, 0.1), (200, 0.05), (40, 0.2)):
+        d = rng.normal(0.0, 0.01, n)
+        big = rng.random(n) < share
+        d[big] += rng.exponential(0.15, big.sum())
+        cases.append(d)
+    return cases
+
+
+BOOTSTRAP_CASES = _skewed_cases()
+
+
+@checker("bootstrap_interval", n_cases=len(BOOTSTRAP_CASES))
+def check_bootstrap_interval(function: Callable) -> None:
+    """Compare ``function(differences, n_resamples=5000, seed=1)`` with scipy's percentile bootstrap.
+
+    Resampling is random, so the endpoints must agree within a tenth of the interval's width
+    (the Monte-Carlo error at 5,000 resamples is a few hundredths of it).
+    """
+    from scipy import stats
+
+    for d in BOOTSTRAP_CASES:
+        what = f"{len(d)} differences (mean {d.mean():+.4f})"
+        got = call_learner(function, what, d.tolist(), 5_000, 1)
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            fail(f"On {what}: return the interval as a pair (low, high); got {got!r}.")
+        low, high = float(got[0]), float(got[1])
+        result = stats.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=20_000, method="percentile",
+                                 random_state=0)
+        ref_low, ref_high = result.confidence_interval.low, result.confidence_interval.high
+        width = ref_high - ref_low
+        if abs(low - ref_low) <= 0.1 * width and abs(high - ref_high) <= 0.1 * width:
+            continue
+        n = len(d)
+        half_t = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)
+        hint = ""
+        if low > high:
+            hint = "low comes first: (2.5th percentile, 97.5th percentile)."
+        elif high - low < 0.05 * width:
+            hint = ("the interval has almost no width: draw the resamples *with* replacement "
+                    "(a permutation of all n differences always has the same mean).")
+        elif high - low > 3 * width:
+            hint = ("far too wide: take the percentiles of the resamples' *means*, not of the differences "
+                    "themselves (the spread of a mean of n values is about s / sqrt(n)).")
+        elif abs(low - (d.mean() - half_t)) < 0.02 * width and abs(high - (d.mean() + half_t)) < 0.02 * width:
+            hint = ("that is the t-interval, symmetric about the mean; the bootstrap reads the interval off "
+                    "the resampled means, and with skewed differences it is not symmetric.")
+        elif abs(100 * low - ref_low) <= 0.1 * width * 100:
+            hint = "the interval is in percentage points; return it on the scale of the differences."
+        fail(f"On {what}: got ({low:.5f}, {high:.5f}); the percentile bootstrap gives about "
+             f"({ref_low:.5f}, {ref_high:.5f})." + (f"\n  Hint: {hint}" if hint else ""))
