@@ -1,8 +1,9 @@
 # bertedu: two commands do everything on a fresh machine (Python 3.10+, no GPU needed).
 #   make course   set up, then run every chapter headless in quick mode
-#   make test     set up, then run the unit tests and every notebook under nbval
+#   make test     set up, then run the unit tests and every notebook under nbval; checks the
+#                 student edition too (tests/test_student_edition.py)
 #   make student-edition   write the notebooks without solutions to build/student/
-#   make test-student      ... and run that edition under nbval (stubs say "not implemented yet")
+#   make test-student      ... and run all of that edition under nbval (stubs say "not implemented yet")
 # All create the virtual environment .venv on first use (and again when pyproject.toml changes).
 
 PYTHON ?= python3

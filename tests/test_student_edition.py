@@ -1,4 +1,5 @@
-"""The student edition: no solution text survives, the stubs stay, the command writes every chapter."""
+"""The student edition: no solution text survives, the stubs stay, the command writes every chapter,
+and it runs under nbval inside `make test` (see test_the_student_edition_runs_under_nbval)."""
 from __future__ import annotations
 
 import json
@@ -81,3 +82,55 @@ def test_unbalanced_markers_are_a_user_error():
         strip_solution_blocks("    ### BEGIN SOLUTION\n    x = 1")
     with pytest.raises(UserError, match="without ### BEGIN SOLUTION"):
         strip_solution_blocks("x = 1\n### END SOLUTION")
+
+
+# -- the student edition under nbval, inside `make test` ------------------------------------
+
+
+def code_cells(notebook: nbformat.NotebookNode) -> list[str]:
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def run_nbval(path: Path) -> subprocess.CompletedProcess:
+    """pytest --nbval-lax on one notebook, with the project's settings (pyproject, conftest)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(REPO),
+                           "-c", str(REPO / "pyproject.toml"), str(path)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_student_edition_runs_under_nbval(notebook, student_edition):
+    """`make test` runs every chapter under nbval once. A student notebook whose code cells are
+    exactly the full edition's (today: all of them; only markdown solution blocks differ)
+    executes that same code, stubs included, so the run of notebooks/ in the same `make test`
+    is its nbval run; running it again would double CI's time and test nothing new. A student
+    notebook whose code differs (a ``### BEGIN SOLUTION`` block became a stub, a tagged cell
+    was dropped) is run under nbval here, in its own folder."""
+    original = nbformat.read(notebook, as_version=4)
+    student = nbformat.read(student_edition / notebook.name, as_version=4)
+    stub_cells = [i for i, source in enumerate(code_cells(student)) if "raise NotImplementedError" in source]
+    for i in stub_cells:  # each stub says so when run (its checker, or the cell's own try/except)
+        said = "".join(json.dumps(out) for cell in [c for c in student.cells if c.cell_type == "code"][i:i + 2]
+                       for out in cell.get("outputs", []))
+        assert "not implemented yet" in said, f"{notebook.name}: code cell {i} has a stub that does not say so"
+    if code_cells(student) == code_cells(original):
+        return  # executed by nbval as notebooks/{notebook.name} in this same run
+    result = run_nbval(student_edition / notebook.name)
+    assert result.returncode == 0, f"{notebook.name}, student edition, under nbval:\n{result.stdout[-3000:]}"
+
+
+def test_a_student_notebook_whose_code_differs_is_run_under_nbval(tmp_path):
+    """The branch above that runs nbval is real: a marked solution becomes a stub and runs; a
+    later cell that needs the solution's result fails the run."""
+    define = nbformat.v4.new_code_cell(
+        "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\n"
+        "try:\n    assert double(2) == 4\n    print('passed')\nexcept NotImplementedError:\n"
+        "    print('`double` is not implemented yet')")
+    good = student_notebook(notebook_of(define, nbformat.v4.new_code_cell("print('next cell')")))
+    nbformat.write(good, tmp_path / "good.ipynb")
+    assert code_cells(good) != code_cells(notebook_of(define))
+    assert run_nbval(tmp_path / "good.ipynb").returncode == 0
+    needs_solution = student_notebook(notebook_of(define, nbformat.v4.new_code_cell("print(double(3))")))
+    nbformat.write(needs_solution, tmp_path / "bad.ipynb")
+    result = run_nbval(tmp_path / "bad.ipynb")
+    assert result.returncode != 0 and "NotImplementedError" in result.stdout
