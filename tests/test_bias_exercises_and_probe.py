@@ -92,6 +92,7 @@ def test_bootstrap_coverage_is_near_95_percent():
                       np.mean(d) + 1.96 * np.std(d, ddof=1) / len(d) ** 0.5), "t-interval"),
     (lambda d, n, s: (np.mean(d), np.mean(d) + 1e-9), "with\\* replacement"),
     (lambda d, n, s: ch07.bootstrap_interval(d, n, s)[::-1], "low comes first"),
+    (lambda d, n, s: tuple(100 * x for x in ch07.bootstrap_interval(d, n, s)), "percentage points"),
 ])
 def test_bootstrap_typical_mistakes(wrong, hint):
     with pytest.raises(ExerciseError, match=hint):

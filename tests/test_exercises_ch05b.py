@@ -1,8 +1,8 @@
 """Chapter 5b's exercise checkers: the references pass, the typical mistakes get their hint,
 and the references agree with the package (bertedu.lora), not only with themselves."""
 import pytest
-from torch import nn
 import torch
+from torch import nn
 
 from bertedu.exercises import ExerciseError, ch05b
 from bertedu.lora import LoRALinear, apply_lora

@@ -98,6 +98,22 @@ def run_nbval(path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=REPO)
 
 
+def assert_student_edition_runs(original: nbformat.NotebookNode, student_path: Path) -> bool:
+    """Every stub of the student notebook says "not implemented yet" in its stored output; if its
+    code cells differ from ``original``'s it is run under nbval (returns True), else not (False)."""
+    student = nbformat.read(student_path, as_version=4)
+    code = [cell for cell in student.cells if cell.cell_type == "code"]
+    for i, cell in enumerate(code):  # each stub says so when run (its checker, or the cell's own try/except)
+        if "raise NotImplementedError" in cell.source:
+            said = "".join(json.dumps(out) for later in code[i:i + 2] for out in later.get("outputs", []))
+            assert "not implemented yet" in said, f"{student_path.name}: code cell {i} has a stub that does not say so"
+    if code_cells(student) == code_cells(original):
+        return False
+    result = run_nbval(student_path)
+    assert result.returncode == 0, f"{student_path.name}, student edition, under nbval:\n{result.stdout[-3000:]}"
+    return True
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_student_edition_runs_under_nbval(notebook, student_edition):
     """`make test` runs every chapter under nbval once. A student notebook whose code cells are
@@ -106,17 +122,7 @@ def test_the_student_edition_runs_under_nbval(notebook, student_edition):
     is its nbval run; running it again would double CI's time and test nothing new. A student
     notebook whose code differs (a ``### BEGIN SOLUTION`` block became a stub, a tagged cell
     was dropped) is run under nbval here, in its own folder."""
-    original = nbformat.read(notebook, as_version=4)
-    student = nbformat.read(student_edition / notebook.name, as_version=4)
-    stub_cells = [i for i, source in enumerate(code_cells(student)) if "raise NotImplementedError" in source]
-    for i in stub_cells:  # each stub says so when run (its checker, or the cell's own try/except)
-        said = "".join(json.dumps(out) for cell in [c for c in student.cells if c.cell_type == "code"][i:i + 2]
-                       for out in cell.get("outputs", []))
-        assert "not implemented yet" in said, f"{notebook.name}: code cell {i} has a stub that does not say so"
-    if code_cells(student) == code_cells(original):
-        return  # executed by nbval as notebooks/{notebook.name} in this same run
-    result = run_nbval(student_edition / notebook.name)
-    assert result.returncode == 0, f"{notebook.name}, student edition, under nbval:\n{result.stdout[-3000:]}"
+    assert_student_edition_runs(nbformat.read(notebook, as_version=4), student_edition / notebook.name)
 
 
 def test_a_student_notebook_whose_code_differs_is_run_under_nbval(tmp_path):
@@ -126,11 +132,19 @@ def test_a_student_notebook_whose_code_differs_is_run_under_nbval(tmp_path):
         "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\n"
         "try:\n    assert double(2) == 4\n    print('passed')\nexcept NotImplementedError:\n"
         "    print('`double` is not implemented yet')")
-    good = student_notebook(notebook_of(define, nbformat.v4.new_code_cell("print('next cell')")))
-    nbformat.write(good, tmp_path / "good.ipynb")
-    assert code_cells(good) != code_cells(notebook_of(define))
-    assert run_nbval(tmp_path / "good.ipynb").returncode == 0
-    needs_solution = student_notebook(notebook_of(define, nbformat.v4.new_code_cell("print(double(3))")))
-    nbformat.write(needs_solution, tmp_path / "bad.ipynb")
-    result = run_nbval(tmp_path / "bad.ipynb")
-    assert result.returncode != 0 and "NotImplementedError" in result.stdout
+    define.outputs = [nbformat.v4.new_output("stream", text="passed")]
+    good = notebook_of(define, nbformat.v4.new_code_cell("print('next cell')"))
+    write_student_edition_of(good, tmp_path / "good.ipynb")
+    assert assert_student_edition_runs(good, tmp_path / "good.ipynb")  # ran under nbval, and passed
+    needs_solution = notebook_of(define, nbformat.v4.new_code_cell("print(double(3))"))
+    write_student_edition_of(needs_solution, tmp_path / "bad.ipynb")
+    with pytest.raises(AssertionError, match="NotImplementedError"):
+        assert_student_edition_runs(needs_solution, tmp_path / "bad.ipynb")
+
+
+def write_student_edition_of(notebook: nbformat.NotebookNode, path: Path) -> None:
+    student = student_notebook(notebook)
+    # the stub cell's outputs were cleared with the solution; give it what a run prints
+    student.cells[0].outputs = [nbformat.v4.new_output("stream", text="`double` is not implemented yet\n")]
+    student.cells[0].execution_count = 1
+    nbformat.write(student, path)

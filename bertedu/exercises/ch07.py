@@ -183,6 +183,8 @@ def check_bootstrap_interval(function: Callable) -> None:
     """
     from scipy import stats
 
+    from bertedu.bias import paired_t_test
+
     for d in BOOTSTRAP_CASES:
         what = f"{len(d)} differences (mean {d.mean():+.4f})"
         got = call_learner(function, what, d.tolist(), 5_000, 1)
@@ -195,21 +197,20 @@ def check_bootstrap_interval(function: Callable) -> None:
         width = ref_high - ref_low
         if abs(low - ref_low) <= 0.1 * width and abs(high - ref_high) <= 0.1 * width:
             continue
-        n = len(d)
-        half_t = stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n)
+        t_interval = paired_t_test(np.zeros_like(d), d)  # the t-interval of the mean of d
         hint = ""
         if low > high:
             hint = "low comes first: (2.5th percentile, 97.5th percentile)."
+        elif abs(low - 100 * ref_low) <= 10 * width and abs(high - 100 * ref_high) <= 10 * width:
+            hint = "the interval is in percentage points; return it on the scale of the differences."
         elif high - low < 0.05 * width:
             hint = ("the interval has almost no width: draw the resamples *with* replacement "
                     "(a permutation of all n differences always has the same mean).")
         elif high - low > 3 * width:
             hint = ("far too wide: take the percentiles of the resamples' *means*, not of the differences "
                     "themselves (the spread of a mean of n values is about s / sqrt(n)).")
-        elif abs(low - (d.mean() - half_t)) < 0.02 * width and abs(high - (d.mean() + half_t)) < 0.02 * width:
+        elif abs(low - t_interval.ci_low) < 0.02 * width and abs(high - t_interval.ci_high) < 0.02 * width:
             hint = ("that is the t-interval, symmetric about the mean; the bootstrap reads the interval off "
                     "the resampled means, and with skewed differences it is not symmetric.")
-        elif abs(100 * low - ref_low) <= 0.1 * width * 100:
-            hint = "the interval is in percentage points; return it on the scale of the differences."
         fail(f"On {what}: got ({low:.5f}, {high:.5f}); the percentile bootstrap gives about "
              f"({ref_low:.5f}, {ref_high:.5f})." + (f"\n  Hint: {hint}" if hint else ""))
