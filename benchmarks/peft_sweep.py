@@ -1,7 +1,7 @@
 """Chapter 5b: the learning rate of each fine-tuning method, chosen on validation.
 
 The chapter's quick budget (``bertedu.parameter_efficient.peft_settings``: 1,000 of chapter
-5's training reviews, 128 tokens, one epoch, batch 16) for every method; each run is scored
+5's training reviews, 96 tokens, one epoch, batch 16) for every method; each run is scored
 on the 200 validation reviews only (the test reviews are not touched here). The rate with
 the best validation accuracy goes into ``LEARNING_RATES``. LoRA's rate is chosen at r = 8
 and reused for r = 2 and 32: with the alpha / r scaling (alpha = 2r), the update's size

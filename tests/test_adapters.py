@@ -29,6 +29,7 @@ from bertedu.parameter_efficient import (
 CONFIG = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=32, max_position_embeddings=32, initializer_range=0.5)
 H, I, L = 16, 32, 2
+HEAD = (H * H + H) + (2 * H + 2)  # what every method trains besides its own: the pooler and the classifier
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,13 @@ def test_an_adapter_starts_as_the_identity_and_sits_after_each_sublayer(base_dir
 
 @pytest.mark.parametrize("method, rank, expected", [
     ("full", None, None),
-    # LoRA on query and value: L layers x 2 projections x r (H + H), plus the head H * 2 + 2
-    ("lora", 4, L * 2 * lora_parameter_count(H, H, 4) + (2 * H + 2)),
+    # LoRA on query and value: L layers x 2 projections x r (H + H), plus the head: the pooler
+    # H * H + H and the classifier H * 2 + 2
+    ("lora", 4, L * 2 * lora_parameter_count(H, H, 4) + HEAD),
     # adapters after W^O and W_2 (2 per layer) + every LayerNorm (2 per layer + the embeddings') + the head
-    ("adapter", 3, L * 2 * adapter_parameter_count(H, 3) + (2 * L + 1) * 2 * H + (2 * H + 2)),
-    # every bias: Q, K, V, W^O, W_1, W_2, two LayerNorms per layer; embeddings' LayerNorm, pooler, head
-    ("bitfit", None, L * (4 * H + I + H + 2 * H) + H + H + (2 * H + 2)),
+    ("adapter", 3, L * 2 * adapter_parameter_count(H, 3) + (2 * L + 1) * 2 * H + HEAD),
+    # every bias: Q, K, V, W^O, W_1, W_2, two LayerNorms per layer; embeddings' LayerNorm; the head
+    ("bitfit", None, L * (4 * H + I + H + 2 * H) + H + HEAD),
 ])
 def test_each_method_trains_what_it_says(base_dir, method, rank, expected):
     model = new_model(base_dir)
