@@ -342,16 +342,20 @@ class BiasAudit:
 
 
 def bias_audit(classifier: Any, reviews: Any | None = None, *, attributes: Sequence[str] | None = None,
-               batch_size: int = 64, alpha: float = 0.05) -> BiasAudit:
+               batch_size: int = 64, alpha: float = 0.05, template_scores: PairScores | None = None) -> BiasAudit:
     """Template pairs of every attribute (or of ``attributes``) and, given IMDb ``reviews``
     (a ``ReviewSet``), their gender-swapped copies: scored, tested, one row per attribute.
 
     With ``reviews`` the audit also gives the test accuracy on them: every review is
-    scored once, then only the swapped copies are.
+    scored once, then only the swapped copies are. ``template_scores``: those template
+    pairs already scored with this classifier (``score_pairs``), so they are not scored again.
     """
     names = list(attributes) if attributes is not None else list(load_templates()["attributes"])
     pairs = [pair for name in names for pair in template_pairs(name)]
-    scores = score_pairs(classifier, pairs, batch_size) if pairs else None
+    if template_scores is not None and template_scores.pairs != pairs:
+        raise ValueError("template_scores must hold exactly the template pairs of the audited attributes, "
+                         "in order: score them with score_pairs(classifier, template_pairs()).")
+    scores = template_scores if template_scores is not None else score_pairs(classifier, pairs, batch_size) if pairs else None
     accuracy = None
     if reviews is not None:
         p_original = positive_probability(classifier, reviews.texts, batch_size)  # (N,)

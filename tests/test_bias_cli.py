@@ -107,3 +107,18 @@ def test_a_folder_without_a_classifier_head_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "without a classification head" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_audit_reuses_template_scores_given_to_it(model_dir):
+    from bertedu.bias import bias_audit, score_pairs
+
+    classifier = SentimentClassifier.from_pretrained(model_dir)
+    pairs = template_pairs("gender (nouns)")
+    scores = score_pairs(classifier, pairs)
+    fresh = bias_audit(classifier, attributes=["gender (nouns)"])
+    reused = bias_audit(classifier, attributes=["gender (nouns)"], template_scores=scores)
+    assert reused.rows == fresh.rows
+    doctored = type(scores)(scores.pairs, scores.p_a, scores.p_a)  # as if b scored like a: no difference
+    assert bias_audit(classifier, attributes=["gender (nouns)"], template_scores=doctored).rows[0].mean_difference == 0
+    with pytest.raises(ValueError, match="exactly the template pairs"):
+        bias_audit(classifier, attributes=["gender (names)"], template_scores=scores)
