@@ -139,3 +139,47 @@ def test_the_sync_check_catches_drift_in_a_part_and_in_its_full_source(tmp_path)
     path = tmp_path / "99_drift.ipynb"
     nbformat.write(new_notebook(cells=cells), path)
     assert outdated_cells(path) == [(1, "bertedu.model.BertModel.forward"), (2, "bertedu.model.BertModel.forward")]
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+PROGRESS_BAR = re.compile(r"\d+/\d+ \[")  # tqdm's plain text: " 40%|####  | 240/600 [00:10<00:15, ...]"
+
+
+def widgets_without_picture(notebook: Path) -> list[int]:
+    """Cells that store a widget (not a progress bar) with no picture (PNG or HTML) before it.
+
+    A stored notebook keeps no widget state: without a kernel such a cell shows ``VBox(...)``.
+    ``bertedu.viz.show_with_static`` stores the picture first.
+    """
+    found = []
+    for index, cell in enumerate(json.loads(notebook.read_text())["cells"]):
+        seen_picture = False
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET in data and not PROGRESS_BAR.search("".join(data.get("text/plain", ""))) and not seen_picture:
+                found.append(index)
+                break
+            seen_picture = seen_picture or "image/png" in data or "text/html" in data
+    return found
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_widget_has_a_static_picture(notebook):
+    bare = widgets_without_picture(notebook)
+    assert not bare, (f"{notebook.name}: cells {bare} store a widget with no picture before it; a copy read "
+                      "without a kernel shows VBox(...). Display it with bertedu.viz.show_with_static.")
+
+
+def test_the_widget_check_catches_a_bare_widget(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    widget = {WIDGET: {"model_id": "x", "version_major": 2, "version_minor": 0}}
+    bare = new_output("display_data", data={**widget, "text/plain": "VBox(children=(Text(value='a'),))"})
+    bar = new_output("display_data", data={**widget, "text/plain": "  0%|          | 0/600 [00:00<?, ?it/s]"})
+    picture = new_output("display_data", data={"text/html": "<table></table>", "text/plain": "<HTML>"})
+    cells = [new_code_cell("w", outputs=[bare]), new_code_cell("w", outputs=[bar]),
+             new_code_cell("w", outputs=[picture, bare]), new_code_cell("w", outputs=[bare, picture])]
+    path = tmp_path / "99_widgets.ipynb"
+    nbformat.write(new_notebook(cells=cells), path)
+    assert widgets_without_picture(path) == [0, 3]
