@@ -355,7 +355,9 @@ def bias_audit(classifier: Any, reviews: Any | None = None, *, attributes: Seque
     if template_scores is not None and template_scores.pairs != pairs:
         raise ValueError("template_scores must hold exactly the template pairs of the audited attributes, "
                          "in order: score them with score_pairs(classifier, template_pairs()).")
-    scores = template_scores if template_scores is not None else score_pairs(classifier, pairs, batch_size) if pairs else None
+    scores = template_scores
+    if scores is None and pairs:
+        scores = score_pairs(classifier, pairs, batch_size)
     accuracy = None
     if reviews is not None:
         p_original = positive_probability(classifier, reviews.texts, batch_size)  # (N,)
