@@ -23,6 +23,7 @@ def main(run_dir: str, command: str, hardware: str) -> None:
     from bertedu.files import write_text
     from bertedu.pretraining import (SHIPPED_DIR, SHIPPED_PRESET, BertForPreTraining, fill_mask, masked_word_probe,
                                      pretraining_preset, probe_accuracy, write_checksums)
+    from bertedu.settings import native_cpu_bf16
     from bertedu.tokenization import load_fast_tokenizer
 
     run = Path(run_dir)
@@ -82,9 +83,10 @@ Load it with `BertForPreTraining.from_pretrained(bertedu.pretraining.shipped_sma
 | test-review probe | the original word in the top 5 for {probe['top5']:.1%} of {probe['n']} masked words from IMDb test reviews (top 1: {probe['top1']:.1%}) |
 | fill-mask | "this movie was [MASK] ." -> {", ".join(f"{t} ({p:.2f})" for t, p in guesses)} |
 
-Cost of one thread: the run used `OMP_NUM_THREADS=1` on a 2-core machine shared with up to eight
-other processes, so it got a fraction of one core; with every core of an idle laptop the same
-number of steps takes a few times less. Regenerate: run the command above, then
+Speed: {state['step'] / max(state.get('train_seconds', 1.0), 1e-9):.1f} optimizer steps per second of training
+({state['step'] * settings.training.batch_size * 128 / max(state.get('train_seconds', 1.0), 1e-9):,.0f} token positions/s, padding included){
+", with bf16 autocast on the CPU (`TrainingConfig.cpu_bf16`; this CPU has native bf16)" if settings.training.cpu_bf16 and native_cpu_bf16() else ""}.
+Regenerate: run the command above, then
 `python benchmarks/ship_small_bert.py RUN_DIR "<command>" "<hardware>"`.
 """
     write_text(SHIPPED_DIR / "MODEL_CARD.md", card)

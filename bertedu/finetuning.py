@@ -320,6 +320,41 @@ def frozen_features(encoder: nn.Module, examples: Sequence[Example], batch_size:
     return features
 
 
+def mean_pairwise_cosine(vectors: np.ndarray) -> float:
+    """The mean cosine similarity over all pairs of distinct rows of ``(N, H)`` vectors.
+
+    With unit rows u_i and their mean m, sum over i != j of u_i . u_j = N^2 |m|^2 - N, so the
+    mean over the N(N - 1) pairs is (N |m|^2 - 1) / (N - 1): one pass, not N^2 dot products.
+    Near 0: the vectors point every which way; near 1: they have collapsed onto one direction.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.ndim != 2 or len(vectors) < 2:
+        raise ValueError(f"mean_pairwise_cosine needs an (N, H) array with N >= 2; got shape {vectors.shape}.")
+    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)  # (N, H)
+    n = len(units)
+    return float((n * np.sum(units.mean(axis=0) ** 2) - 1) / (n - 1))
+
+
+def representation_similarity(encoder: nn.Module, examples: Sequence[Example], batch_size: int = 64,
+                              pad_id: int = 0) -> dict[str, float]:
+    """How alike a frozen ``BertModel``'s last-layer vectors are (``mean_pairwise_cosine``).
+
+    ``"tokens"``: over the vectors of every real token of every example (padding excluded);
+    ``"cls"``: over the examples' ``[CLS]`` vectors, one per review: what the classifier
+    head starts from. A model whose vectors have collapsed onto one direction gives a
+    fine-tuning head little to tell reviews apart by.
+    """
+    device = model_device(encoder)
+    tokens, cls = [], []
+    with evaluating(encoder):
+        for _, batch in sorted_batches(examples, batch_size):
+            inputs = {k: v.to(device) for k, v in pad_collate(batch, pad_id).items() if k != "labels"}
+            hidden = encoder(**inputs).last_hidden_state.float()  # (B, T, H)
+            tokens.append(hidden[inputs["attention_mask"].bool()].cpu().numpy())  # (real tokens, H)
+            cls.append(hidden[:, 0].cpu().numpy())  # (B, H)
+    return {"tokens": mean_pairwise_cosine(np.concatenate(tokens)), "cls": mean_pairwise_cosine(np.concatenate(cls))}
+
+
 # ---------------------------------------------------------------------------------------
 # 4. Fine-tuning with chapter 4's loop
 # ---------------------------------------------------------------------------------------
@@ -377,17 +412,27 @@ def finetune_settings(quick: bool | None = None) -> FinetuneSettings:
     )
 
 
-def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int) -> FinetuneSettings:
-    """``settings`` adapted to chapter 4's small BERT (2 layers, hidden 128, 128 positions).
+# (epochs, peak learning rate) of each small BERT's fine-tuning: the validation winners of
+# benchmarks/small_bert_sweep.txt over epochs {2, 4} x rate {3e-4, 1e-3, 3e-3} on chapter 5's
+# quick splits (ties go to the first row: fewer epochs, then the smaller rate)
+SMALL_BERT_SCHEDULES = {"random": (4, 3e-4), "pretrained": (4, 3e-4), "shipped": (2, 1e-3)}
+
+
+def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int,
+                        weights: str = "random") -> FinetuneSettings:
+    """``settings`` adapted to a small BERT (2 layers, hidden 128, 128 positions).
 
     Truncation shrinks to the model's positions, keeping the head:tail split. A model this
-    small and this lightly pre-trained needs more steps and a larger rate than a real
-    checkpoint: 4 epochs at 3e-4 won a validation sweep over epochs {2, 4} x rate
-    {3e-4, 1e-3, 3e-3}, for the random and the pre-trained model alike
-    (``benchmarks/small_bert_sweep.txt``).
+    small needs more steps and a larger rate than a real checkpoint; each kind of weights
+    (``"random"``, ``"pretrained"``: chapter 4's quick run, ``"shipped"``: the shipped small
+    BERT) gets the epochs and rate that won its own validation sweep
+    (``SMALL_BERT_SCHEDULES``, ``benchmarks/small_bert_sweep.txt``).
     """
+    if weights not in SMALL_BERT_SCHEDULES:
+        raise UserError(f"Unknown small-BERT weights {weights!r}; choose one of {', '.join(SMALL_BERT_SCHEDULES)}.")
+    epochs, rate = SMALL_BERT_SCHEDULES[weights]
     return replace(settings, truncation=settings.truncation.fit(max_position_embeddings),
-                   learning_rate=3e-4, epochs=4)
+                   learning_rate=rate, epochs=epochs)
 
 
 def set_attention_dropout(model: BertForSequenceClassification, p: float) -> None:
@@ -468,7 +513,8 @@ def run_finetuning(model: BertForSequenceClassification, train_examples: Sequenc
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model) or a folder."""
+    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model), ``shipped``
+    (the small BERT shipped with the package) or a folder."""
     if name == "default":
         from bertedu.checkpoint import default_checkpoint
 
@@ -477,6 +523,10 @@ def resolve_checkpoint(name: str) -> Path:
         from bertedu.pretraining import pretrained_small_bert
 
         return pretrained_small_bert()
+    if name == "shipped":
+        from bertedu.pretraining import shipped_small_bert
+
+        return shipped_small_bert()
     return Path(name).expanduser()
 
 

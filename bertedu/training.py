@@ -130,6 +130,8 @@ class TrainingConfig:
                                         # (with several processes: needs checkpoint_dir)
     seed: int = 0
     bf16: bool = True                   # autocast to bf16 where supported (CUDA), else fp32
+    cpu_bf16: bool = False              # bf16 autocast for the CPU's training steps too (not its
+                                        # evaluations): for CPUs with native bf16 (settings.autocast)
     progress: bool = True               # tqdm bar (rank 0 only)
 
     def global_batch_size(self, world_size: int = 1) -> int:
@@ -536,7 +538,7 @@ def accumulate_gradients(run: TrainingRun, batches: Iterable[Mapping[str, Any]],
     for micro, batch in enumerate(batches):
         sync = run.world_size == 1 or micro == k - 1
         with contextlib.nullcontext() if sync else run.forward_model.no_sync():
-            with autocast(run.device, enabled=run.config.bf16):
+            with autocast(run.device, enabled=run.config.bf16, cpu=run.config.cpu_bf16):
                 output = run.forward_model(**_to_device(batch, run.device))
             loss = _field(output, "loss")
             (loss / k).backward()

@@ -122,6 +122,29 @@ def test_bf16_autocast_on_gpu():
     assert product.dtype == (torch.bfloat16 if settings.bf16_supported(device) else torch.float32)
 
 
+def test_cpu_bf16_autocast_only_when_asked_and_native(monkeypatch):
+    cpu = torch.device("cpu")
+    a, b = torch.randn(4, 8), torch.randn(8, 3)
+    with settings.autocast(cpu):  # the default: float32 on a CPU
+        assert (a @ b).dtype == torch.float32
+    monkeypatch.setattr(settings, "native_cpu_bf16", lambda: False)
+    with settings.autocast(cpu, cpu=True):  # asked, but emulated bf16 would be slower: float32
+        assert (a @ b).dtype == torch.float32
+    monkeypatch.setattr(settings, "native_cpu_bf16", lambda: True)
+    with settings.autocast(cpu, cpu=True):
+        assert (a @ b).dtype == torch.bfloat16
+    with settings.autocast(cpu, enabled=False, cpu=True):
+        assert (a @ b).dtype == torch.float32
+
+
+def test_native_cpu_bf16_reads_the_cpu_flags():
+    from pathlib import Path
+
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
+    settings.native_cpu_bf16.cache_clear()
+    assert settings.native_cpu_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
 def test_seed_everything_makes_runs_repeat():
     def draw():
         generator = settings.seed_everything(7)

@@ -7,6 +7,7 @@ import torch
 
 from bertedu.checkpoint import default_checkpoint
 from bertedu.classification import BertForSequenceClassification
+from bertedu.errors import UserError
 from bertedu.finetuning import (
     Example,
     FinetuneSettings,
@@ -18,9 +19,11 @@ from bertedu.finetuning import (
     finetune,
     finetune_settings,
     frozen_features,
+    mean_pairwise_cosine,
     pad_collate,
     padding_fraction,
     predict_proba,
+    representation_similarity,
     set_attention_dropout,
     small_bert_settings,
     truncate_head_tail,
@@ -168,6 +171,37 @@ def test_frozen_mean_features_ignore_padding():
     assert together["mean"].shape == (3, 32)
 
 
+def test_mean_pairwise_cosine_matches_the_full_matrix():
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    vectors = np.random.default_rng(0).normal(size=(40, 8)) + 0.5  # a shared offset: positive similarity
+    matrix = cosine_similarity(vectors)
+    expected = (matrix.sum() - np.trace(matrix)) / (40 * 39)
+    assert mean_pairwise_cosine(vectors) == pytest.approx(expected, abs=1e-12)
+    assert 0.1 < expected < 0.9
+    assert mean_pairwise_cosine(np.tile([[1.0, 2.0, 3.0]], (5, 1)) * np.arange(1, 6)[:, None]) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(np.array([[1.0, 0.0], [-2.0, 0.0]])) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        mean_pairwise_cosine(np.ones((1, 4)))
+
+
+def test_representation_similarity_reads_real_tokens_and_sees_a_collapse():
+    model = tiny_model().bert.eval()
+    examples = examples_of_lengths([30, 6, 17, 9])
+    measured = representation_similarity(model, examples, batch_size=2)
+    with torch.no_grad():  # the same numbers, one review at a time (no padding at all)
+        hidden = [model(torch.tensor([e.input_ids])).last_hidden_state[0].numpy() for e in examples]
+    assert measured["tokens"] == pytest.approx(mean_pairwise_cosine(np.concatenate(hidden)), abs=1e-5)
+    assert measured["cls"] == pytest.approx(mean_pairwise_cosine(np.stack([h[0] for h in hidden])), abs=1e-5)
+    assert measured["tokens"] < 0.9
+    final_norm = model.encoder.layer[-1].output.LayerNorm
+    with torch.no_grad():  # the last LayerNorm outputs its bias only: every vector the same
+        final_norm.weight.zero_()
+        final_norm.bias.fill_(0.3)
+    collapsed = representation_similarity(model, examples, batch_size=2)
+    assert collapsed["tokens"] == pytest.approx(1.0) and collapsed["cls"] == pytest.approx(1.0)
+
+
 def test_finetune_learns_a_synthetic_task_with_the_chapter4_loop():
     """Positive texts use tokens 10-69, negative ones 40-99: the loop, bucketing and
     best-epoch selection together."""
@@ -210,7 +244,11 @@ def test_small_bert_settings_fit_its_positions_and_keep_the_rest():
     quick = finetune_settings(quick=True)
     small = small_bert_settings(quick, max_position_embeddings=128)
     assert small.truncation == Truncation(128, 32)  # the same quarter from the head
-    assert (small.epochs, small.learning_rate) == (4, 3e-4)
+    assert (small.epochs, small.learning_rate) == (4, 3e-4)  # random weights: the sweep's winner
+    shipped = small_bert_settings(quick, max_position_embeddings=128, weights="shipped")
+    assert (shipped.epochs, shipped.learning_rate) == (2, 1e-3) and shipped.truncation == small.truncation
+    with pytest.raises(UserError, match="Unknown small-BERT weights 'tiny'"):
+        small_bert_settings(quick, 128, weights="tiny")
     assert (small.n_train, small.n_test, small.batch_size) == (quick.n_train, quick.n_test, quick.batch_size)
 
 

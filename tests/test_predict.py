@@ -203,8 +203,8 @@ def test_finetune_command_saves_a_model_that_predict_uses(tmp_path, capsys, imdb
 
 
 def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_archive, monkeypatch):
-    """`--checkpoint small` trains with `small_bert_settings` (fitted truncation, its epochs and
-    rate); explicit flags still win. Training itself is replaced: only the settings are checked."""
+    """`--checkpoint small` and `--checkpoint shipped` train with `small_bert_settings` (fitted
+    truncation, each its own epochs and rate); explicit flags still win. Training itself is replaced: only the settings are checked."""
     import bertedu.commands.finetune as finetune_command
     import bertedu.finetuning as finetuning
 
@@ -224,10 +224,13 @@ def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_a
         raise Stop
 
     monkeypatch.setattr(finetuning, "finetune", fake_finetune)
-    for extra in ([], ["--epochs", "1"]):
+    for name, extra in (("small", []), ("shipped", []), ("small", ["--epochs", "1"])):
         with pytest.raises(Stop):
-            cli.main(["finetune", "--quick", "--checkpoint", "small", "--n-train", "16", "--fresh", *extra])
-    expected = finetuning.small_bert_settings(finetuning.finetune_settings(quick=True), 128)
+            cli.main(["finetune", "--quick", "--checkpoint", name, "--n-train", "16", "--fresh", *extra])
+    expected = finetuning.small_bert_settings(finetuning.finetune_settings(quick=True), 128, weights="pretrained")
     assert (seen[0].truncation, seen[0].epochs, seen[0].learning_rate) == (
         expected.truncation, expected.epochs, expected.learning_rate)
-    assert seen[1].epochs == 1 and seen[1].learning_rate == expected.learning_rate
+    shipped = finetuning.small_bert_settings(finetuning.finetune_settings(quick=True), 128, weights="shipped")
+    assert (seen[1].truncation, seen[1].epochs, seen[1].learning_rate) == (
+        shipped.truncation, shipped.epochs, shipped.learning_rate) == (expected.truncation, 2, 1e-3)
+    assert seen[2].epochs == 1 and seen[2].learning_rate == expected.learning_rate

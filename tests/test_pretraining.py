@@ -287,8 +287,13 @@ def test_presets():
     from bertedu.pretraining import PRESETS, pretraining_preset
 
     assert set(PRESETS) == {"quick", "full", "small-bert"}
-    shipped = pretraining_preset("small-bert")
+    shipped, quick = pretraining_preset("small-bert"), pretraining_preset("quick")
     assert shipped.dropout == 0.0 and shipped.n_reviews is None and shipped.max_seq_length == 128
+    # the learner's architecture and recipe, only longer: chapter 5 shares their encoded reviews
+    assert shipped.model_config().to_dict() == quick.model_config().to_dict()
+    assert (shipped.training.learning_rate, shipped.training.warmup_ratio, shipped.training.batch_size) == \
+        (quick.training.learning_rate, quick.training.warmup_ratio, quick.training.batch_size)
+    assert shipped.training.max_minutes and quick.training.max_minutes is None
     with pytest.raises(UserError, match="Unknown pre-training preset"):
         pretraining_preset("tiny")
 

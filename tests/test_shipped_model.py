@@ -76,8 +76,6 @@ ADJECTIVES = {"good", "great", "bad", "terrible", "awful", "excellent", "boring"
               "pathetic", "ridiculous", "silly", "lame", "cheesy", "mediocre", "average", "pointless", "sad"}
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights are an interim checkpoint of an unfinished run "
-                                       "(MODEL_CARD.md); remove this mark when the finished run is shipped")
 def test_shipped_model_meets_chapter4_bars(imdb_archive):
     """Chapter 4's bars: held-out MLM accuracy >= 35%, the original word in the top 5 for >= 50% of
     the test-review probe, and adjectives for "this movie was [MASK] ."."""

@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_mode_flags(parser)
     parser.add_argument("--checkpoint", default="default",
                         help="BERT to start from: 'default' (embedded all-MiniLM-L6-v2), 'small' (chapter 4's "
-                             "model) or a checkpoint folder (config.json, weights, vocab.txt)")
+                             "model), 'shipped' (the small BERT shipped with the package) or a checkpoint "
+                             "folder (config.json, weights, vocab.txt)")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"where the fine-tuned model goes (default: data/checkpoints/{MODEL_NAME})")
     parser.add_argument("--epochs", type=int, default=None, help="override the mode's number of epochs")
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     settings = finetune_settings(args.quick)
-    if args.checkpoint == "small":
-        settings = small_bert_settings(settings, BertConfig.from_pretrained(checkpoint).max_position_embeddings)
+    if args.checkpoint in ("small", "shipped"):  # each with its own validation-chosen epochs and rate
+        settings = small_bert_settings(settings, BertConfig.from_pretrained(checkpoint).max_position_embeddings,
+                                       weights="pretrained" if args.checkpoint == "small" else "shipped")
     for name, value in (("epochs", args.epochs), ("n_train", args.n_train), ("learning_rate", args.learning_rate)):
         if value is not None:
             if value <= 0:
