@@ -59,6 +59,9 @@ def main(run_dir: str, command: str, hardware: str) -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     last = history["evals"][-1]
     size = (SHIPPED_DIR / SAFETENSORS_NAME).stat().st_size
+    steps_per_second = state["step"] / max(state.get("train_seconds", 1.0), 1e-9)
+    bf16_note = (", with bf16 autocast on the CPU (`TrainingConfig.cpu_bf16`; this CPU has native bf16)"
+                 if settings.training.cpu_bf16 and native_cpu_bf16() else "")
     card = f"""# small-bert: the course's pre-trained small BERT
 
 A BERT encoder with its pre-training heads (MLM + NSP), pre-trained by the course's own code
@@ -83,9 +86,8 @@ Load it with `BertForPreTraining.from_pretrained(bertedu.pretraining.shipped_sma
 | test-review probe | the original word in the top 5 for {probe['top5']:.1%} of {probe['n']} masked words from IMDb test reviews (top 1: {probe['top1']:.1%}) |
 | fill-mask | "this movie was [MASK] ." -> {", ".join(f"{t} ({p:.2f})" for t, p in guesses)} |
 
-Speed: {state['step'] / max(state.get('train_seconds', 1.0), 1e-9):.1f} optimizer steps per second of training
-({state['step'] * settings.training.batch_size * 128 / max(state.get('train_seconds', 1.0), 1e-9):,.0f} token positions/s, padding included){
-", with bf16 autocast on the CPU (`TrainingConfig.cpu_bf16`; this CPU has native bf16)" if settings.training.cpu_bf16 and native_cpu_bf16() else ""}.
+Speed: {steps_per_second:.1f} optimizer steps per second of training
+({steps_per_second * settings.training.batch_size * 128:,.0f} token positions/s, padding included){bf16_note}.
 Regenerate: run the command above, then
 `python benchmarks/ship_small_bert.py RUN_DIR "<command>" "<hardware>"`.
 """
