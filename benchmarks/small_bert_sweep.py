@@ -26,7 +26,7 @@ def main() -> None:
     from bertedu.data import load_imdb, train_validation_split
     from bertedu.finetuning import encode_reviews, finetune, finetune_settings, predict_proba
     from bertedu.model import BertConfig
-    from bertedu.pretraining import pretrained_small_bert, shipped_small_bert
+    from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
     from bertedu.settings import seed_everything
     from bertedu.tokenization import load_fast_tokenizer
 
@@ -36,9 +36,9 @@ def main() -> None:
     test_reviews = load_imdb("test", n=settings.n_test, seed=settings.seed)
     folder = pretrained_small_bert()
     shipped = shipped_small_bert()
-    if BertConfig.from_pretrained(shipped).to_dict() != BertConfig.from_pretrained(folder).to_dict() or \
-            (shipped / "vocab.txt").read_bytes() != (folder / "vocab.txt").read_bytes():
-        raise SystemExit("the shipped small BERT and chapter 4's differ in architecture or vocabulary")
+    problem = small_bert_mismatch(shipped, folder)
+    if problem:
+        raise SystemExit(problem)
     tokenizer = load_fast_tokenizer(folder)
     config = BertConfig.from_pretrained(folder)
     truncation = settings.truncation.fit(config.max_position_embeddings)
@@ -49,7 +49,7 @@ def main() -> None:
     print(f"{'weights':11s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
     best: dict[str, tuple[float, int, float]] = {}
     for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), ("random", "pretrained", "shipped")):
-        run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs)
+        run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs, cpu_bf16=False)
         seed_everything(run.seed)
         model = (BertForSequenceClassification(config, num_labels=2) if weights == "random"
                  else BertForSequenceClassification.from_pretrained(shipped if weights == "shipped" else folder,

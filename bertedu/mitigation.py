@@ -41,7 +41,8 @@ def comparison_settings(quick: bool | None = None) -> FinetuneSettings:
     """The baseline's settings for the before/after comparison (CDA: ``cda_settings`` of them)."""
     mode = is_quick(quick)
     return replace(finetune_settings(mode), n_train=pick(quick=600, full=24_000, mode=mode),
-                   truncation=pick(quick=Truncation(128, 32), full=Truncation(512, 128), mode=mode), epochs=2)
+                   truncation=pick(quick=Truncation(128, 32), full=Truncation(512, 128), mode=mode), epochs=2,
+                   cpu_bf16=False)  # chapter 7's numbers were measured in float32
 
 
 def augment_counterfactual(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int]]:

@@ -105,7 +105,7 @@ def peft_settings(method: str, quick: bool | None = None) -> Any:
 
     if method not in METHODS:
         raise UserError(f"Unknown fine-tuning method {method!r}: choose one of {', '.join(METHODS)}.")
-    settings = finetune_settings(quick)
+    settings = replace(finetune_settings(quick), cpu_bf16=False)  # chapter 5b's tables were measured in float32
     if settings.n_train <= 2_000:  # quick mode
         settings = replace(settings, n_train=1_000, truncation=Truncation(96, 24), epochs=1)
     return replace(settings, learning_rate=LEARNING_RATES[method] if method != "full" else settings.learning_rate)

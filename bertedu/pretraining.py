@@ -590,6 +590,19 @@ def shipped_small_bert() -> Path:
     return folder
 
 
+def small_bert_mismatch(folder: str | os.PathLike, other: str | os.PathLike) -> str | None:
+    """What differs between two BERT folders' architecture (config.json) and vocabulary
+    (vocab.txt), as a sentence; None when they are the same, so that one set of encoded
+    reviews serves both (chapter 5's shipped and quick small BERTs)."""
+    folder, other = Path(folder), Path(other)
+    differing = []
+    if BertConfig.from_pretrained(folder).to_dict() != BertConfig.from_pretrained(other).to_dict():
+        differing.append("architecture (config.json)")
+    if (folder / VOCAB_NAME).read_bytes() != (other / VOCAB_NAME).read_bytes():
+        differing.append("vocabulary (vocab.txt)")
+    return f"{folder} and {other} differ in {' and '.join(differing)}" if differing else None
+
+
 def file_sha256(path: Path) -> str:
     import hashlib
 

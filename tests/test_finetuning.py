@@ -1,5 +1,6 @@
 """bertedu.finetuning and bertedu.baselines: truncation, batching, training glue, analysis, real data."""
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -202,9 +203,8 @@ def test_representation_similarity_reads_real_tokens_and_sees_a_collapse():
     assert collapsed["tokens"] == pytest.approx(1.0) and collapsed["cls"] == pytest.approx(1.0)
 
 
-def test_finetune_learns_a_synthetic_task_with_the_chapter4_loop():
-    """Positive texts use tokens 10-69, negative ones 40-99: the loop, bucketing and
-    best-epoch selection together."""
+def synthetic_task(**changes):
+    """Positive texts use tokens 10-69, negative ones 40-99: 512 train, 128 validation examples."""
     rng = random.Random(0)
 
     def make(n):
@@ -215,9 +215,14 @@ def test_finetune_learns_a_synthetic_task_with_the_chapter4_loop():
             out.append(Example([2, *body, 3], label))
         return out
 
-    train_examples, validation_examples = make(512), make(128)
     settings = FinetuneSettings(n_train=512, n_validation=128, n_test=0, truncation=Truncation(64, 16),
                                 learning_rate=3e-3, epochs=3, batch_size=32, warmup_ratio=0.1)
+    return make(512), make(128), replace(settings, **changes)
+
+
+def test_finetune_learns_a_synthetic_task_with_the_chapter4_loop():
+    """The loop, bucketing and best-epoch selection together."""
+    train_examples, validation_examples, settings = synthetic_task()
     model = tiny_model()
     history = finetune(model, train_examples, validation_examples, settings, device=torch.device("cpu"),
                        progress=False)
@@ -226,6 +231,28 @@ def test_finetune_learns_a_synthetic_task_with_the_chapter4_loop():
     assert history.best["accuracy"] > 0.95
     accuracy = (predict_proba(model, validation_examples).argmax(1) == [e.label for e in validation_examples]).mean()
     assert accuracy == pytest.approx(history.best["accuracy"])  # the best epoch's weights are back
+
+
+def test_finetune_in_cpu_bf16_learns_and_predicts_like_float32(monkeypatch):
+    """``cpu_bf16`` autocasts each step, not the whole loop: inside one long autocast region
+    torch caches the bf16 copy of every weight, so the forward would keep the first step's
+    weights and the model would not learn (chapter 5's first try of bf16 did that: 51.8%)."""
+    from bertedu import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "native_cpu_bf16", lambda: True)  # bf16 runs on any CPU, emulated
+    train_examples, validation_examples, settings = synthetic_task(cpu_bf16=True)
+    assert settings.training_config().cpu_bf16
+    model = tiny_model()
+    history = finetune(model, train_examples, validation_examples, settings, device=torch.device("cpu"),
+                       progress=False)
+    assert history.best["accuracy"] > 0.95
+    in_bf16 = predict_proba(model, validation_examples, cpu_bf16=True)
+    in_float32 = predict_proba(model, validation_examples)
+    assert not np.array_equal(in_bf16, in_float32)  # it did run in bf16
+    assert np.abs(in_bf16 - in_float32).max() < 0.05
+    assert (in_bf16.argmax(1) == in_float32.argmax(1)).mean() > 0.95
+    features = frozen_features(model.bert, validation_examples[:8], cpu_bf16=True)
+    assert np.allclose(features["mean"], frozen_features(model.bert, validation_examples[:8])["mean"], atol=0.1)
 
 
 def test_quick_and_full_settings():
@@ -238,6 +265,12 @@ def test_quick_and_full_settings():
     assert full.n_train + full.n_validation == 25_000  # every train review is used
     assert full.truncation == Truncation(512, 128)  # Sun et al.'s head 128 + tail 382
     assert (quick.attention_dropout, full.attention_dropout) == (0.0, None)  # None: the checkpoint's 0.1
+    assert (quick.epochs, full.epochs) == (1, 3) and quick.cpu_bf16 and full.cpu_bf16
+    from bertedu.mitigation import comparison_settings
+    from bertedu.parameter_efficient import peft_settings
+
+    # chapters 5b and 7 were measured in float32 and stay there
+    assert not peft_settings("lora", quick=True).cpu_bf16 and not comparison_settings(quick=True).cpu_bf16
 
 
 def test_small_bert_settings_fit_its_positions_and_keep_the_rest():
@@ -250,6 +283,7 @@ def test_small_bert_settings_fit_its_positions_and_keep_the_rest():
     with pytest.raises(UserError, match="Unknown small-BERT weights 'tiny'"):
         small_bert_settings(quick, 128, weights="tiny")
     assert (small.n_train, small.n_test, small.batch_size) == (quick.n_train, quick.n_test, quick.batch_size)
+    assert not small.cpu_bf16 and not shipped.cpu_bf16  # their schedules were chosen in float32
 
 
 def test_attention_dropout_switch_reaches_every_layer_and_only_attention():

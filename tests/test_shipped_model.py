@@ -94,3 +94,20 @@ def test_shipped_model_meets_chapter4_bars(imdb_archive):
     assert held_out["mlm_accuracy"] >= 0.35
     assert probe["top5"] >= 0.50
     assert sum(token in ADJECTIVES for token in guesses) >= 3, guesses
+
+
+def test_small_bert_mismatch_names_what_differs(tmp_path):
+    import json
+
+    from bertedu.pretraining import small_bert_mismatch
+
+    shipped = shipped_small_bert()
+    copy = tmp_path / "copy"
+    shutil.copytree(shipped, copy)
+    assert small_bert_mismatch(shipped, copy) is None
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
+    assert small_bert_mismatch(shipped, copy).endswith("differ in architecture (config.json)")
+    (copy / "vocab.txt").write_text((shipped / "vocab.txt").read_text() + "extra\n")
+    assert small_bert_mismatch(copy, shipped).endswith(
+        "differ in architecture (config.json) and vocabulary (vocab.txt)")
