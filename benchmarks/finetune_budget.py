@@ -5,7 +5,7 @@ Fine-tunes the chapter's checkpoint (all-MiniLM-L6-v2) exactly as chapter 5's ro
 peak rate 1e-4, batch 16) with one or two epochs, in float32 or under bf16 autocast
 (``FinetuneSettings.cpu_bf16``, which needs a CPU with native bf16), and prints validation
 accuracy per epoch, test accuracy on the chapter's 1,000 reviews and the wall time of
-fine-tuning plus testing. Quick mode's one epoch and bf16 are this table's rows 2 and 3.
+fine-tuning plus testing. Quick mode (one epoch, bf16) is the default list's third row.
 
     BERTEDU_IMDB_ARCHIVE=... python benchmarks/finetune_budget.py [epochs:float32|bf16 ...]
 

@@ -23,17 +23,14 @@ import torch
 
 def main() -> None:
     from bertedu.classification import BertForSequenceClassification
-    from bertedu.data import load_imdb, train_validation_split
-    from bertedu.finetuning import encode_reviews, finetune, finetune_settings, predict_proba
+    from bertedu.finetuning import encode_reviews, finetune, finetune_settings, predict_proba, sentiment_splits
     from bertedu.model import BertConfig
     from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
     from bertedu.settings import seed_everything
     from bertedu.tokenization import load_fast_tokenizer
 
     settings = finetune_settings(quick=True)
-    reviews = load_imdb("train", n=settings.n_train + settings.n_validation, seed=settings.seed)
-    train_reviews, validation_reviews = train_validation_split(reviews, settings.n_validation, seed=settings.seed)
-    test_reviews = load_imdb("test", n=settings.n_test, seed=settings.seed)
+    train_reviews, validation_reviews, test_reviews = sentiment_splits(settings)
     folder = pretrained_small_bert()
     shipped = shipped_small_bert()
     problem = small_bert_mismatch(shipped, folder)
