@@ -12,7 +12,8 @@ pooler and top layers of BERT-base before fine-tuning:
 - word embeddings: the word-piece embeddings, keeping the layers trained on them;
 - centred word embeddings: the word-piece embeddings minus their mean vector.
 
-Each with the quick model's schedule (4 epochs at a peak of 3e-4, `SMALL_BERT_SCHEDULES`), on
+Each with the quick model's schedule (`SMALL_BERT_SCHEDULES`: 4 epochs at a peak of 3e-4 when the
+stored table was made, on the quick model of before the log-prior MLM bias), on
 chapter 5's quick splits, seed 0. It also prints the mean pairwise cosine similarity of each
 model's word-piece embeddings (`mean_pairwise_cosine`; the special tokens left out): a short MLM
 run with a tied decoder tends to push all embeddings along one shared direction (Gao et al.,

@@ -366,3 +366,16 @@ def test_fine_tuning_minilm_on_real_reviews(imdb, tokenizer):
              settings, device=torch.device("cpu"), progress=False)
     accuracy = (predict_proba(model, test_examples).argmax(1) == np.array(test.labels)).mean()
     assert before < 0.65 and accuracy > 0.74, (before, accuracy)
+
+
+def test_small_bert_schedules_are_the_sweeps_winners():
+    """SMALL_BERT_SCHEDULES must hold what benchmarks/small_bert_sweep.txt chose on validation."""
+    import re
+    from pathlib import Path
+
+    from bertedu.finetuning import SMALL_BERT_SCHEDULES
+
+    sweep = (Path(__file__).resolve().parents[1] / "benchmarks" / "small_bert_sweep.txt").read_text()
+    winners = {weights: (int(epochs), float(rate)) for weights, epochs, rate in
+               re.findall(r"best on validation, (\w+): (\d+) epochs, lr ([\d.e-]+)", sweep)}
+    assert winners == SMALL_BERT_SCHEDULES

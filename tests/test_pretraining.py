@@ -21,10 +21,10 @@ from bertedu.pretraining import (
     pretraining_settings,
     split_sentences,
 )
-from bertedu.pretraining_data import encode_pair
+from bertedu.pretraining_data import PretrainingDataset, encode_pair
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ddp_worker import VOCAB, tiny_data, tiny_model  # noqa: E402
+from ddp_worker import SEQ_LEN, VOCAB, tiny_data, tiny_model  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -193,6 +193,29 @@ def test_evaluation_metrics_on_a_tiny_model():
     assert 0.0 <= metrics["mlm_accuracy"] < 0.1 and 0.3 < metrics["nsp_accuracy"] < 0.7
 
 
+def test_mlm_bias_starts_at_the_unigram_prior():
+    """init_mlm_bias: the untrained model's MLM loss is the targets' unigram cross-entropy, not ln V."""
+    from bertedu.pretraining import init_mlm_bias, unigram_log_prior
+
+    rng = random.Random(0)  # a skewed 'language': token 5 half the time, 54 others share the rest
+    documents = [[[5 if rng.random() < 0.5 else rng.randrange(6, 60) for _ in range(rng.randint(3, 9))]
+                  for _ in range(rng.randint(2, 8))] for _ in range(60)]
+    data = PretrainingDataset(make_pairs(documents, max_seq_length=SEQ_LEN, seed=0), VOCAB, max_seq_length=SEQ_LEN)
+    prior = unigram_log_prior(data.tensors["input_ids"], VOCAB.vocab_size, VOCAB.special_ids)  # (V,)
+    assert prior.shape == (60,) and prior.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert prior.argmax().item() == 5 and prior[5].exp().item() == pytest.approx(0.5, abs=0.03)
+    assert torch.all(prior[list(VOCAB.special_ids)] == prior.min())  # never asked for: the floor
+
+    model = tiny_model().eval()
+    before = evaluate_pretraining(model, data)["mlm_loss"]
+    init_mlm_bias(model, data)
+    after = evaluate_pretraining(model, data)["mlm_loss"]
+    targets = data.labels[data.labels != -100]
+    assert before == pytest.approx(torch.log(torch.tensor(60.0)).item(), abs=0.3)  # uniform guessing
+    assert after == pytest.approx(-prior[targets].mean().item(), abs=0.1)  # the prior's cross-entropy
+    assert after < before - 1.0
+
+
 def test_fill_mask_returns_ranked_guesses(tmp_path):
     transformers = pytest.importorskip("transformers")
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "great", "bad", "."]
@@ -232,7 +255,8 @@ def test_pretrain_runs_end_to_end_on_imdb_text(tmp_path, imdb_archive):
                                         checkpoint_every=2, progress=False))
     run = pretrain(settings, output_dir=tmp_path / "model", checkpoint_dir=tmp_path / "run")
     assert [row["step"] for row in run.history.evals] == [0, 2, 4]
-    assert run.history.evals[0]["mlm_loss"] == pytest.approx(torch.log(torch.tensor(8000.0)).item(), abs=0.3)
+    # the MLM bias starts at the corpus's log frequencies: below ln V before any step
+    assert run.history.evals[0]["mlm_loss"] < torch.log(torch.tensor(8000.0)).item() - 1.0
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
     assert (tmp_path / "run" / "last.pt").is_file()
     encoder = BertModel.from_pretrained(tmp_path / "model")
@@ -294,6 +318,7 @@ def test_presets():
     assert (shipped.training.learning_rate, shipped.training.warmup_ratio, shipped.training.batch_size) == \
         (quick.training.learning_rate, quick.training.warmup_ratio, quick.training.batch_size)
     assert shipped.training.max_minutes and quick.training.max_minutes is None
+    assert quick.mlm_bias_prior and not shipped.mlm_bias_prior  # the shipped run predates the log-prior bias
     with pytest.raises(UserError, match="Unknown pre-training preset"):
         pretraining_preset("tiny")
 
