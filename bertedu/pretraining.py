@@ -233,6 +233,9 @@ def init_mlm_bias(model: BertForPreTraining, dataset: PretrainingDataset) -> Ten
     MLM loss is the unigram entropy instead of ln V, and the embeddings stay spread out (0.027
     after the same 600 steps; ``benchmarks/mlm_bias_prior.txt``). Returns the prior ``(V,)``.
     """
+    if len(dataset) == 0:
+        raise ValueError("init_mlm_bias counts the tokens of the training pairs, and this dataset has none: "
+                         "give it more text (or fewer held-out reviews).")
     prior = unigram_log_prior(dataset.tensors["input_ids"], model.config.vocab_size, dataset.vocab.special_ids)
     with torch.no_grad():
         model.cls.predictions.bias.copy_(prior)

@@ -214,6 +214,8 @@ def test_mlm_bias_starts_at_the_unigram_prior():
     assert before == pytest.approx(torch.log(torch.tensor(60.0)).item(), abs=0.3)  # uniform guessing
     assert after == pytest.approx(-prior[targets].mean().item(), abs=0.1)  # the prior's cross-entropy
     assert after < before - 1.0
+    with pytest.raises(ValueError, match="has none"):  # no pairs, no frequencies: say so, not KeyError
+        init_mlm_bias(tiny_model(), PretrainingDataset([], VOCAB, max_seq_length=SEQ_LEN))
 
 
 def test_fill_mask_returns_ranked_guesses(tmp_path):
