@@ -68,6 +68,12 @@ class DenseHead(torch.nn.Module):
         return {"loss": loss}
 
 
+def row_line(name: str, change: str, curve: dict) -> str:
+    """One line of the table from a row's curve (``{"cpu_seconds": ..., "evals": [...]}``)."""
+    last = curve["evals"][-1]
+    return f"{name:18s} {change:52s} {last['mlm_accuracy']:8.1%} {last['nsp_accuracy']:8.1%} {curve['cpu_seconds']:7.0f}"
+
+
 def main(steps: int = 600, only: set[str] | None = None) -> None:
     from bertedu.pretraining import (BertForPreTraining, evaluate_pretraining, init_mlm_bias, prepare_pretraining_data,
                                      pretraining_settings)
@@ -87,9 +93,7 @@ def main(steps: int = 600, only: set[str] | None = None) -> None:
         if only is not None and name not in only:
             if name in stored and stored[name]["evals"][-1]["step"] == steps:
                 curves[name] = stored[name]
-                last = stored[name]["evals"][-1]
-                lines.append(f"{name:18s} {change:52s} {last['mlm_accuracy']:8.1%} {last['nsp_accuracy']:8.1%} "
-                             f"{stored[name]['cpu_seconds']:7.0f}")
+                lines.append(row_line(name, change, stored[name]))
             continue
         settings = replace(base, **overrides)
         train_data.nsp = settings.nsp
@@ -114,9 +118,8 @@ def main(steps: int = 600, only: set[str] | None = None) -> None:
 
         history = train(trained, train_data, config, collate_fn=train_data.collate, evaluate=evaluate,
                         callbacks=[clock])
-        last = history.evals[-1]
         curves[name] = {"change": change, "cpu_seconds": cpu[0], "evals": history.evals}
-        lines.append(f"{name:18s} {change:52s} {last['mlm_accuracy']:8.1%} {last['nsp_accuracy']:8.1%} {cpu[0]:7.0f}")
+        lines.append(row_line(name, change, curves[name]))
         print(lines[-1], flush=True)
     train_data.nsp = True
     (HERE / "pretraining_recipe.txt").write_text("\n".join(lines) + "\n")
