@@ -26,9 +26,8 @@ import torch
 
 
 def main(n_seeds: int) -> None:
-    from bertedu.classification import BertForSequenceClassification
-    from bertedu.finetuning import (encode_reviews, finetune_settings, mean_pairwise_cosine, run_finetuning,
-                                    sentiment_splits, small_bert_settings)
+    from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
+                                    small_bert_classifier, small_bert_settings, word_embedding_cosine)
     from bertedu.model import BertConfig
     from bertedu.pretraining import pretrain, pretraining_settings
     from bertedu.settings import seed_everything
@@ -36,7 +35,6 @@ def main(n_seeds: int) -> None:
 
     quick = pretraining_settings(quick=True)
     base = finetune_settings(quick=True)
-    train_reviews, validation_reviews, test_reviews = sentiment_splits(base)
     arms = {"random weights": None, "bias 0 (before)": False, "log-prior bias (now)": True}
     with tempfile.TemporaryDirectory() as tmp:
         folders, pretraining = {}, {}
@@ -52,8 +50,7 @@ def main(n_seeds: int) -> None:
         settings = {name: small_bert_settings(base, config.max_position_embeddings,
                                               "random" if prior is None else "pretrained") for name, prior in arms.items()}
         truncation = settings["random weights"].truncation
-        splits = [encode_reviews(tokenizer, split.texts, split.labels, truncation)
-                  for split in (train_reviews, validation_reviews, test_reviews)]
+        splits = encode_splits(tokenizer, sentiment_splits(base), truncation)
         lines = [f"quick pre-training ({quick.training.max_steps} steps x {quick.training.batch_size} pairs, "
                  f"{config.num_hidden_layers} layers, hidden {config.hidden_size}), then chapter 5's row 3 "
                  f"({truncation.describe()}); " + "; ".join(f"{n}: {s.epochs} epochs at {s.learning_rate:g}"
@@ -62,9 +59,7 @@ def main(n_seeds: int) -> None:
         tests: dict[str, list[float]] = {name: [] for name in arms}
         for name, prior in arms.items():
             seed_everything(0)
-            model = (BertForSequenceClassification(config, num_labels=2) if prior is None
-                     else BertForSequenceClassification.from_pretrained(folders[name], num_labels=2))
-            cosine = mean_pairwise_cosine(model.bert.embeddings.word_embeddings.weight[n_special:].detach().numpy())
+            cosine = word_embedding_cosine(small_bert_classifier(config, folders.get(name)).bert, n_special)
             held_out = pretraining.get(name)
             accuracies = ("       -        -" if held_out is None
                           else f"{held_out['mlm_accuracy']:8.1%} {held_out['nsp_accuracy']:8.1%}")
@@ -75,8 +70,7 @@ def main(n_seeds: int) -> None:
             row = []
             for name, prior in arms.items():
                 seed_everything(seed)
-                model = (BertForSequenceClassification(config, num_labels=2) if prior is None
-                         else BertForSequenceClassification.from_pretrained(folders[name], num_labels=2))
+                model = small_bert_classifier(config, folders.get(name))  # random weights: None
                 result = run_finetuning(model, *splits, replace(settings[name], seed=seed),
                                         pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
                 tests[name].append(result.scores.accuracy)

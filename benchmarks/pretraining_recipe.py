@@ -75,7 +75,7 @@ def row_line(name: str, change: str, curve: dict) -> str:
 
 
 def main(steps: int = 600, only: set[str] | None = None) -> None:
-    from bertedu.pretraining import (BertForPreTraining, evaluate_pretraining, init_mlm_bias, prepare_pretraining_data,
+    from bertedu.pretraining import (evaluate_pretraining, new_pretraining_model, prepare_pretraining_data,
                                      pretraining_settings)
     from bertedu.training import TrainingConfig, train
 
@@ -97,10 +97,7 @@ def main(steps: int = 600, only: set[str] | None = None) -> None:
             continue
         settings = replace(base, **overrides)
         train_data.nsp = settings.nsp
-        torch.manual_seed(0)
-        model = BertForPreTraining(settings.model_config())
-        if settings.mlm_bias_prior:
-            init_mlm_bias(model, train_data)
+        model = new_pretraining_model(settings, train_data)  # seed 0, as every row
         trained = DenseHead(model) if name == "dense head" else model
         config = TrainingConfig(learning_rate=rate, max_steps=steps, batch_size=32, warmup_ratio=warmup,
                                 eval_every=evaluate_every, eval_at_start=True, progress=False)

@@ -75,7 +75,7 @@ Load it with `BertForPreTraining.from_pretrained(bertedu.pretraining.shipped_sma
 | architecture | {settings.num_hidden_layers} layers, hidden {settings.hidden_size}, {settings.num_attention_heads} heads, feed-forward {settings.intermediate_size}, {"pre-LN" if settings.pre_layer_norm else "post-LN"}, 128 positions |
 | vocabulary | the course's IMDb WordPiece, {settings.vocab_size:,} tokens (`imdb_wordpiece_vocab`) |
 | parameters | {sum(p.numel() for p in model.parameters()):,} (weights file {size / 1e6:.1f} MB, float32) |
-| recipe | MLM (15%, 80/10/10, predicted only at the masked positions) + NSP; no dropout; AdamW, peak learning rate {settings.training.learning_rate:g}, warm-up {settings.training.warmup_ratio:.0%} then linear decay over a wall-clock budget of {settings.training.max_minutes:g} minutes (`TrainingConfig.max_minutes`); batch {settings.training.batch_size} x 128 tokens |
+| recipe | MLM (15%, 80/10/10, predicted only at the masked positions) + NSP; {"the MLM bias started at the log token frequencies of the training pairs (`init_mlm_bias`); " if settings.mlm_bias_prior else ""}no dropout; AdamW, peak learning rate {settings.training.learning_rate:g}, warm-up {settings.training.warmup_ratio:.0%} then linear decay over a wall-clock budget of {settings.training.max_minutes:g} minutes (`TrainingConfig.max_minutes`); batch {settings.training.batch_size} x 128 tokens |
 | command | `{command}` |
 | commit | {commit} (code of the run; the weights were added in a later commit) |
 | hardware | {hardware} |

@@ -26,16 +26,14 @@ ARMS = ("random", "pretrained", "shipped")
 
 
 def main(n_seeds: int) -> None:
-    from bertedu.classification import BertForSequenceClassification
-    from bertedu.finetuning import (encode_reviews, finetune_settings, run_finetuning, sentiment_splits,
-                                    small_bert_settings)
+    from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
+                                    small_bert_classifier, small_bert_settings)
     from bertedu.model import BertConfig
     from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
     from bertedu.settings import seed_everything
     from bertedu.tokenization import load_fast_tokenizer
 
     base = finetune_settings(quick=True)
-    train_reviews, validation_reviews, test_reviews = sentiment_splits(base)
     folders = {"pretrained": pretrained_small_bert(), "shipped": shipped_small_bert()}
     problem = small_bert_mismatch(folders["shipped"], folders["pretrained"])
     if problem:
@@ -44,8 +42,7 @@ def main(n_seeds: int) -> None:
     config = BertConfig.from_pretrained(folders["shipped"])
     arms = {weights: small_bert_settings(base, config.max_position_embeddings, weights) for weights in ARMS}
     truncation = arms["random"].truncation
-    train_set, validation_set, test_set = (encode_reviews(tokenizer, split.texts, split.labels, truncation)
-                                           for split in (train_reviews, validation_reviews, test_reviews))
+    train_set, validation_set, test_set = encode_splits(tokenizer, sentiment_splits(base), truncation)
     print(f"small BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}), {truncation.describe()}; "
           + "; ".join(f"{w}: {s.epochs} epochs, lr {s.learning_rate:g}" for w, s in arms.items())
           + "; 'pretrained' is chapter 4's quick run")
@@ -55,8 +52,7 @@ def main(n_seeds: int) -> None:
         row = []
         for weights, settings in arms.items():
             seed_everything(seed)
-            model = (BertForSequenceClassification(config, num_labels=2) if weights == "random"
-                     else BertForSequenceClassification.from_pretrained(folders[weights], num_labels=2))
+            model = small_bert_classifier(config, folders.get(weights))  # "random": None
             result = run_finetuning(model, train_set, validation_set, test_set, replace(settings, seed=seed),
                                     pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
                                     progress=False)  # as chapter 5 does

@@ -33,22 +33,20 @@ import torch
 
 def main() -> None:
     from bertedu.classification import BertForSequenceClassification
-    from bertedu.finetuning import (encode_reviews, finetune_settings, mean_pairwise_cosine, run_finetuning,
-                                    sentiment_splits, small_bert_settings)
+    from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
+                                    small_bert_classifier, small_bert_settings, word_embedding_cosine)
     from bertedu.model import BertConfig, init_bert_weights
     from bertedu.pretraining import pretrained_small_bert, shipped_small_bert
     from bertedu.settings import seed_everything
     from bertedu.tokenization import load_fast_tokenizer
 
     base = finetune_settings(quick=True)
-    train_reviews, validation_reviews, test_reviews = sentiment_splits(base)
     folder, shipped = pretrained_small_bert(), shipped_small_bert()
     tokenizer = load_fast_tokenizer(folder)
     config = BertConfig.from_pretrained(folder)
     settings = {w: small_bert_settings(base, config.max_position_embeddings, w) for w in ("random", "pretrained", "shipped")}
     truncation = settings["random"].truncation
-    splits = [encode_reviews(tokenizer, split.texts, split.labels, truncation)
-              for split in (train_reviews, validation_reviews, test_reviews)]
+    splits = encode_splits(tokenizer, sentiment_splits(base), truncation)
     n_special = len(tokenizer.all_special_ids)  # [PAD], [UNK], [CLS], [SEP], [MASK] come first
 
     def reinit(module: torch.nn.Module) -> None:
@@ -74,11 +72,9 @@ def main() -> None:
     print(f"{'model':32s} {'word-emb cosine':>15s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
     for name, weights, surgery in surgeries:
         seed_everything(0)
-        model = (BertForSequenceClassification(config, num_labels=2) if weights == "random"
-                 else BertForSequenceClassification.from_pretrained(shipped if weights == "shipped" else folder, num_labels=2))
+        model = small_bert_classifier(config, {"random": None, "shipped": shipped}.get(weights, folder))
         surgery(model)
-        embeddings = model.bert.embeddings.word_embeddings.weight[n_special:].detach().numpy()
-        cosine = mean_pairwise_cosine(embeddings)
+        cosine = word_embedding_cosine(model.bert, n_special)
         started = time.perf_counter()
         run = run_finetuning(model, *splits, settings[weights], pad_id=tokenizer.pad_token_id,
                              device=torch.device("cpu"), progress=False)

@@ -22,8 +22,8 @@ import torch
 
 
 def main() -> None:
-    from bertedu.classification import BertForSequenceClassification
-    from bertedu.finetuning import encode_reviews, finetune, finetune_settings, predict_proba, sentiment_splits
+    from bertedu.finetuning import (encode_splits, finetune, finetune_settings, predict_proba, sentiment_splits,
+                                    small_bert_classifier)
     from bertedu.model import BertConfig
     from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
     from bertedu.settings import seed_everything
@@ -39,8 +39,8 @@ def main() -> None:
     tokenizer = load_fast_tokenizer(folder)
     config = BertConfig.from_pretrained(folder)
     truncation = settings.truncation.fit(config.max_position_embeddings)
-    train_set, validation_set, test_set = (encode_reviews(tokenizer, split.texts, split.labels, truncation)
-                                           for split in (train_reviews, validation_reviews, test_reviews))
+    train_set, validation_set, test_set = encode_splits(tokenizer, (train_reviews, validation_reviews, test_reviews),
+                                                        truncation)
     print(f"small BERT from {folder.name}: {truncation.describe()}; quick-mode settings otherwise "
           f"(batch {settings.batch_size}, attention dropout {settings.attention_dropout})")
     print(f"{'weights':11s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
@@ -48,9 +48,7 @@ def main() -> None:
     for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), ("random", "pretrained", "shipped")):
         run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs, cpu_bf16=False)
         seed_everything(run.seed)
-        model = (BertForSequenceClassification(config, num_labels=2) if weights == "random"
-                 else BertForSequenceClassification.from_pretrained(shipped if weights == "shipped" else folder,
-                                                                    num_labels=2))
+        model = small_bert_classifier(config, {"random": None, "shipped": shipped}.get(weights, folder))
         started = time.perf_counter()
         history = finetune(model, train_set, validation_set, run, pad_id=tokenizer.pad_token_id,
                            device=torch.device("cpu"), progress=False)

@@ -57,6 +57,7 @@ from bertedu.training import TrainingConfig, TrainingHistory, train
 
 if TYPE_CHECKING:
     from bertedu.data import ReviewSet
+    from bertedu.model import BertConfig
     from bertedu.parameter_efficient import PeftConfig
 
 MODEL_NAME = "ch5-sentiment"  # checkpoints_dir(MODEL_NAME): where `bertedu finetune` saves
@@ -186,6 +187,11 @@ def encode_reviews(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] |
     if labels is not None and len(labels) != len(ids):
         raise ValueError(f"{len(ids)} texts but {len(labels)} labels.")
     return [Example(x, None if labels is None else int(labels[i])) for i, x in enumerate(ids)]
+
+
+def encode_splits(tokenizer: Any, splits: Sequence[ReviewSet], truncation: Truncation) -> list[list[Example]]:
+    """Review sets (train, validation, test) -> one ``Example`` list each, all read the same way."""
+    return [encode_reviews(tokenizer, split.texts, split.labels, truncation) for split in splits]
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,6 +347,16 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> float:
     return float((n * np.sum(units.mean(axis=0) ** 2) - 1) / (n - 1))
 
 
+def word_embedding_cosine(encoder: nn.Module, n_special: int) -> float:
+    """``mean_pairwise_cosine`` of an encoder's word-piece embeddings ``(V, H)``, special tokens left out.
+
+    The first ``n_special`` rows are the special tokens (``[PAD]`` is a zero vector); a value
+    well above 0 means every word piece leans along one shared direction.
+    """
+    weight = encoder.embeddings.word_embeddings.weight[n_special:]  # (V - n_special, H)
+    return mean_pairwise_cosine(weight.detach().float().cpu().numpy())
+
+
 def representation_similarity(encoder: nn.Module, examples: Sequence[Example], batch_size: int = 64,
                               pad_id: int = 0) -> dict[str, float]:
     """How alike a frozen ``BertModel``'s last-layer vectors are (``mean_pairwise_cosine``).
@@ -429,7 +445,7 @@ def finetune_settings(quick: bool | None = None) -> FinetuneSettings:
 # (epochs, peak learning rate) of each small BERT's fine-tuning: the validation winners of
 # benchmarks/small_bert_sweep.txt over epochs {2, 4} x rate {3e-4, 1e-3, 3e-3} on chapter 5's
 # quick splits (ties go to the first row: fewer epochs, then the smaller rate)
-SMALL_BERT_SCHEDULES = {"random": (4, 3e-4), "pretrained": (4, 1e-3), "shipped": (2, 1e-3)}
+SMALL_BERT_SCHEDULES = {"random": (4, 3e-4), "pretrained": (4, 1e-3), "shipped": (4, 1e-3)}
 
 
 def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int,
@@ -448,6 +464,15 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
     # float32: the schedules were chosen in float32, and bf16 speeds up a model this narrow little
     return replace(settings, truncation=settings.truncation.fit(max_position_embeddings),
                    learning_rate=rate, epochs=epochs, cpu_bf16=False)
+
+
+def small_bert_classifier(config: BertConfig, folder: str | Path | None) -> BertForSequenceClassification:
+    """A two-class classifier on a small BERT: the random weights of ``config`` when ``folder``
+    is None, else the pre-trained encoder saved in ``folder``; a new head either way. Both
+    draw from torch's generator: seed first (``seed_everything``) to compare them fairly."""
+    if folder is None:
+        return BertForSequenceClassification(config, num_labels=2)
+    return BertForSequenceClassification.from_pretrained(folder, num_labels=2)
 
 
 def set_attention_dropout(model: BertForSequenceClassification, p: float) -> None:
@@ -574,9 +599,8 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
     log(f"Fine-tuning {checkpoint} on {len(train_reviews)} reviews ({truncation.describe()}, "
         f"{settings.epochs} epochs, lr {settings.learning_rate:g}); validation {len(validation_reviews)}, "
         f"test {len(test_reviews)}.")
-    train_examples, validation_examples, test_examples = (
-        encode_reviews(tokenizer, split.texts, split.labels, truncation)
-        for split in (train_reviews, validation_reviews, test_reviews))
+    train_examples, validation_examples, test_examples = encode_splits(
+        tokenizer, (train_reviews, validation_reviews, test_reviews), truncation)
     run = run_finetuning(model, train_examples, validation_examples, test_examples, settings,
                          pad_id=tokenizer.pad_token_id, device=device, progress=progress,
                          checkpoint_dir=checkpoint_dir)

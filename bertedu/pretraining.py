@@ -251,7 +251,8 @@ def tokenize_documents(texts: Sequence[str], tokenizer: Any) -> list[list[list[i
     """Each text -> its sentences -> token ids (no special tokens): ``docs[d][s] = [ids]``."""
     sentences = [split_sentences(text) for text in texts]
     flat = [s for doc in sentences for s in doc]
-    ids = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    # verbose=False: no "longer than 512 ... indexing errors" warning; make_pairs cuts long sentences
+    ids = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"] if flat else []
     documents, start = [], 0
     for doc in sentences:
         documents.append(ids[start:start + len(doc)])
@@ -340,17 +341,17 @@ def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
 def shipped_settings() -> PretrainingSettings:
     """The preset of the small BERT that ships with the package (``bertedu pretrain --preset small-bert``).
 
-    The quick run's model and recipe (2 layers, hidden 128, post-LN, no dropout, the
-    one-cycle schedule of ``benchmarks/pretraining_recipe.txt``, batches of 32 x 128 tokens)
-    without the log-prior MLM bias, which came after the shipped run, trained for longer: 65 minutes of wall-clock time
-    (``TrainingConfig.max_minutes``: the schedule runs over time, so a busy machine gets
-    fewer steps but a complete schedule), with bf16 autocast on a CPU
-    (``TrainingConfig.cpu_bf16``). The same architecture as the learner's run, so chapter 4
+    The quick run's model and recipe (2 layers, hidden 128, post-LN, no dropout, the MLM
+    bias started at the log token frequencies, the one-cycle schedule of
+    ``benchmarks/pretraining_recipe.txt``, batches of 32 x 128 tokens), trained for longer:
+    65 minutes of wall-clock time (``TrainingConfig.max_minutes``: the schedule runs over
+    time, so a busy machine gets fewer steps but a complete schedule), with bf16 autocast on
+    a CPU (``TrainingConfig.cpu_bf16``). The same architecture as the learner's run, so chapter 4
     compares the two on one compute axis and chapter 5's random-weights row is its control.
     ``MODEL_CARD.md`` beside the weights says what it took and what it reached.
     """
     quick = pretraining_settings(quick=True)
-    return replace(quick, n_reviews=None, n_validation=500, mlm_bias_prior=False,  # trained before it
+    return replace(quick, n_reviews=None, n_validation=500,
                    training=replace(quick.training, max_steps=1_000_000, max_minutes=65, eval_every=1_000,
                                     checkpoint_every=250, cpu_bf16=True))
 
@@ -367,6 +368,17 @@ def pretraining_preset(name: str) -> PretrainingSettings:
     if name not in PRESETS:
         raise UserError(f"Unknown pre-training preset {name!r}; choose one of {', '.join(PRESETS)}.")
     return PRESETS[name]()
+
+
+def new_pretraining_model(settings: PretrainingSettings, train_data: PretrainingDataset) -> BertForPreTraining:
+    """The untrained model of a run: seeded by ``settings.seed`` (the same weights in every
+    process and on every re-run), its MLM bias at the log token frequencies of ``train_data``
+    when ``settings.mlm_bias_prior`` (``init_mlm_bias``), zero otherwise."""
+    torch.manual_seed(settings.seed)
+    model = BertForPreTraining(settings.model_config())
+    if settings.mlm_bias_prior:
+        init_mlm_bias(model, train_data)
+    return model
 
 
 def pretraining_corpus(n_reviews: int | None, n_validation: int, seed: int = 0) -> tuple[Any, Any]:
@@ -568,10 +580,7 @@ def pretrain(
         dist.barrier()
 
     tokenizer, train_data, validation_data = prepare_pretraining_data(settings)
-    torch.manual_seed(settings.seed)  # the same initial weights in every process
-    model = BertForPreTraining(settings.model_config())
-    if settings.mlm_bias_prior:
-        init_mlm_bias(model, train_data)
+    model = new_pretraining_model(settings, train_data)  # the same initial weights in every process
     history = train(model, train_data, config, collate_fn=train_data.collate,
                     evaluate=lambda m: evaluate_pretraining(m, validation_data, settings.eval_batch_size),
                     checkpoint_dir=checkpoint_dir, track=("mlm_loss", "nsp_loss"))

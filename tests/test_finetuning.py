@@ -16,6 +16,7 @@ from bertedu.finetuning import (
     TextError,
     Truncation,
     encode_reviews,
+    encode_splits,
     encode_texts,
     finetune,
     finetune_settings,
@@ -26,8 +27,10 @@ from bertedu.finetuning import (
     predict_proba,
     representation_similarity,
     set_attention_dropout,
+    small_bert_classifier,
     small_bert_settings,
     truncate_head_tail,
+    word_embedding_cosine,
     word_pieces,
 )
 from bertedu.metrics import accuracy_by_length, most_confident_errors
@@ -79,6 +82,20 @@ def test_encoded_review_is_cls_head_tail_sep(tokenizer):
     assert tokenizer.decode(ids[-9:-1]) == "in the end it was a wonderful film"
     short = encode_texts(tokenizer, ["A fine film."], Truncation(64, 16))[0]
     assert tokenizer.convert_ids_to_tokens(short) == ["[CLS]", "a", "fine", "film", ".", "[SEP]"]
+
+
+def test_encode_splits_reads_every_split_the_same_way(tokenizer):
+    from bertedu.data import Review, ReviewSet
+
+    long = " ".join(f"word{i}" for i in range(200)) + " a wonderful film"
+    train = ReviewSet([Review(long, 1, 9, 0), Review("Dull.", 0, 2, 1)], "train")
+    test = ReviewSet([Review("A fine film.", 1, 8, 2)], "test")
+    truncation = Truncation(32, 8)
+    encoded = encode_splits(tokenizer, (train, test), truncation)
+    assert [len(x) for x in encoded] == [2, 1]
+    assert encoded[0] == encode_reviews(tokenizer, train.texts, train.labels, truncation)
+    assert encoded[1] == encode_reviews(tokenizer, test.texts, test.labels, truncation)
+    assert len(encoded[0][0].input_ids) == 32 and [e.label for e in encoded[0]] == [1, 0]
 
 
 @pytest.mark.parametrize(
@@ -186,6 +203,33 @@ def test_mean_pairwise_cosine_matches_the_full_matrix():
         mean_pairwise_cosine(np.ones((1, 4)))
 
 
+def test_word_embedding_cosine_leaves_out_the_special_tokens_and_sees_a_shared_direction():
+    model = tiny_model().bert
+    weight = model.embeddings.word_embeddings.weight.detach().numpy()
+    assert word_embedding_cosine(model, 5) == pytest.approx(mean_pairwise_cosine(weight[5:]), abs=1e-9)
+    assert abs(word_embedding_cosine(model, 5)) < 0.05  # random initialisation: no shared direction
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight[5:] += 0.05  # every word piece leans one way
+        model.embeddings.word_embeddings.weight[:5] = 0.0  # [PAD] and friends: would divide by zero
+    assert word_embedding_cosine(model, 5) > 0.5
+
+
+def test_small_bert_classifier_is_random_or_the_saved_encoder_with_a_new_head(tmp_path):
+    config = BertConfig(**TINY)
+    torch.manual_seed(0)
+    random_weights = small_bert_classifier(config, None)
+    torch.manual_seed(0)
+    assert torch.equal(small_bert_classifier(config, None).bert.embeddings.word_embeddings.weight,
+                       random_weights.bert.embeddings.word_embeddings.weight)  # seeded: the same draw
+    random_weights.bert.save_pretrained(tmp_path)
+    torch.manual_seed(1)
+    loaded = small_bert_classifier(config, tmp_path)
+    for (name, a), b in zip(random_weights.bert.state_dict().items(), loaded.bert.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert loaded.classifier.weight.shape == (2, TINY["hidden_size"])
+    assert not torch.equal(loaded.classifier.weight, random_weights.classifier.weight)  # a new head
+
+
 def test_representation_similarity_reads_real_tokens_and_sees_a_collapse():
     model = tiny_model().bert.eval()
     examples = examples_of_lengths([30, 6, 17, 9])
@@ -279,7 +323,7 @@ def test_small_bert_settings_fit_its_positions_and_keep_the_rest():
     assert small.truncation == Truncation(128, 32)  # the same quarter from the head
     assert (small.epochs, small.learning_rate) == (4, 3e-4)  # random weights: the sweep's winner
     shipped = small_bert_settings(quick, max_position_embeddings=128, weights="shipped")
-    assert (shipped.epochs, shipped.learning_rate) == (2, 1e-3) and shipped.truncation == small.truncation
+    assert (shipped.epochs, shipped.learning_rate) == (4, 1e-3) and shipped.truncation == small.truncation
     with pytest.raises(UserError, match="Unknown small-BERT weights 'tiny'"):
         small_bert_settings(quick, 128, weights="tiny")
     assert (small.n_train, small.n_test, small.batch_size) == (quick.n_train, quick.n_test, quick.batch_size)

@@ -224,6 +224,9 @@ def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_a
         raise Stop
 
     monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    # distinct schedules, so the test sees which one each name gets (the sweep's winners may coincide)
+    monkeypatch.setattr(finetuning, "SMALL_BERT_SCHEDULES", {"random": (4, 3e-4), "pretrained": (3, 2e-3),
+                                                             "shipped": (2, 1e-3)})
     for name, extra in (("small", []), ("shipped", []), ("small", ["--epochs", "1"])):
         with pytest.raises(Stop):
             cli.main(["finetune", "--quick", "--checkpoint", name, "--n-train", "16", "--fresh", *extra])
