@@ -32,10 +32,13 @@ HERE = Path(__file__).resolve().parent
 # name: (what changes, overrides of the settings, learning rate, warm-up ratio)
 # Every override is explicit (LayerNorm placement, dropout, the MLM bias's start), so a row
 # measures the same thing whatever the chapter's own settings (the base) are. The chapter used
-# the one-cycle row from 2026-12-03 and uses the log-prior row since 2026-12-06; "chapter 4
-# before" is the setting it used first (pre-LN, lr 3e-3).
-POST_LN = dict(pre_layer_norm=False, dropout=0.0, mlm_bias_prior=False)
-PRE_LN = dict(pre_layer_norm=True, dropout=0.0, mlm_bias_prior=False)
+# the one-cycle row from 2026-12-03, the log-prior row from 2026-12-06 (morning) and the
+# local-attention row since; "chapter 4 before" is the setting it used first (pre-LN, lr 3e-3).
+# The two rows after the local-attention one start only one half of it ("init" holds the
+# arguments of init_local_attention; position_std None keeps BERT's random positions,
+# query_key_scale 0 its random query and key matrices).
+POST_LN = dict(pre_layer_norm=False, dropout=0.0, mlm_bias_prior=False, local_attention=False)
+PRE_LN = dict(pre_layer_norm=True, dropout=0.0, mlm_bias_prior=False, local_attention=False)
 PRIOR = POST_LN | dict(mlm_bias_prior=True)
 ROWS = [
     ("first recipe", "post-LN, dropout 0.1, lr 2e-3, warm-up 10%, MLM+NSP", POST_LN | dict(dropout=0.1), 2e-3, 0.1),
@@ -46,8 +49,14 @@ ROWS = [
     ("pre-LN, MLM only", "as pre-LN, without the NSP loss", PRE_LN | dict(nsp=False), 4e-3, 0.1),
     ("dense head", "no dropout, MLM head on all 128 positions", POST_LN, 2e-3, 0.1),
     ("chapter 4 before", "pre-LN, no dropout, lr 3e-3 (until 2026-12-03)", PRE_LN, 3e-3, 0.1),
-    ("log-prior bias", "one-cycle, MLM bias starts at log frequencies (now)", PRIOR, 2e-3, 0.5),
+    ("log-prior bias", "one-cycle, MLM bias starts at log frequencies", PRIOR, 2e-3, 0.5),
     ("prior, higher lr", "as log-prior bias, peak lr 4e-3", PRIOR, 4e-3, 0.5),
+    ("local attention", "log-prior, attention starts at the neighbours (now)", PRIOR | dict(local_attention=True),
+     2e-3, 0.5),
+    ("sinusoids only", "log-prior, sinusoidal positions, random Q and K", PRIOR | dict(init=dict(query_key_scale=0.0)),
+     2e-3, 0.5),
+    ("Q = K = I only", "log-prior, Q = K = I + noise, random positions", PRIOR | dict(init=dict(position_std=None)),
+     2e-3, 0.5),
 ]
 
 
@@ -75,8 +84,8 @@ def row_line(name: str, change: str, curve: dict) -> str:
 
 
 def main(steps: int = 600, only: set[str] | None = None) -> None:
-    from bertedu.pretraining import (evaluate_pretraining, new_pretraining_model, prepare_pretraining_data,
-                                     pretraining_settings)
+    from bertedu.pretraining import (evaluate_pretraining, init_local_attention, new_pretraining_model,
+                                     prepare_pretraining_data, pretraining_settings)
     from bertedu.training import TrainingConfig, train
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # CPU seconds count every thread
@@ -95,9 +104,13 @@ def main(steps: int = 600, only: set[str] | None = None) -> None:
                 curves[name] = stored[name]
                 lines.append(row_line(name, change, stored[name]))
             continue
+        overrides = dict(overrides)
+        init = overrides.pop("init", None)
         settings = replace(base, **overrides)
         train_data.nsp = settings.nsp
         model = new_pretraining_model(settings, train_data)  # seed 0, as every row
+        if init is not None:
+            init_local_attention(model, **init)
         trained = DenseHead(model) if name == "dense head" else model
         config = TrainingConfig(learning_rate=rate, max_steps=steps, batch_size=32, warmup_ratio=warmup,
                                 eval_every=evaluate_every, eval_at_start=True, progress=False)

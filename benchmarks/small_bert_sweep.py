@@ -7,13 +7,15 @@ for every pair of epochs {2, 4} x peak learning rate {3e-4, 1e-3, 3e-3}. The cho
 **validation** accuracy; test accuracy (1,000 reviews) is printed only to show how noisy such
 small runs are. `bertedu.finetuning.SMALL_BERT_SCHEDULES` holds each kind of weights' winner.
 
-    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py
+    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py [--weights random,pretrained,shipped]
 
-The output of a run is stored next to this file (small_bert_sweep.txt).
+The output of a run is stored next to this file (small_bert_sweep.txt). ``--weights`` runs only
+the named kinds (every row is seeded, so a kind left out keeps its stored rows).
 """
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import replace
 
@@ -21,7 +23,10 @@ import numpy as np
 import torch
 
 
-def main() -> None:
+WEIGHTS = ("random", "pretrained", "shipped")
+
+
+def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
     from bertedu.finetuning import (encode_splits, finetune, finetune_settings, predict_proba, sentiment_splits,
                                     small_bert_classifier)
     from bertedu.model import BertConfig
@@ -45,7 +50,7 @@ def main() -> None:
           f"(batch {settings.batch_size}, attention dropout {settings.attention_dropout})")
     print(f"{'weights':11s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
     best: dict[str, tuple[float, int, float]] = {}
-    for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), ("random", "pretrained", "shipped")):
+    for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), kinds):
         run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs, cpu_bf16=False)
         seed_everything(run.seed)
         model = small_bert_classifier(config, {"random": None, "shipped": shipped}.get(weights, folder))
@@ -64,4 +69,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    chosen = WEIGHTS
+    if "--weights" in sys.argv:
+        chosen = tuple(sys.argv[sys.argv.index("--weights") + 1].split(","))
+        if not set(chosen) <= set(WEIGHTS):
+            raise SystemExit(f"--weights takes a comma-separated subset of {','.join(WEIGHTS)}")
+    main(chosen)

@@ -193,6 +193,37 @@ def test_evaluation_metrics_on_a_tiny_model():
     assert 0.0 <= metrics["mlm_accuracy"] < 0.1 and 0.3 < metrics["nsp_accuracy"] < 0.7
 
 
+def test_mlm_accuracy_by_input_separates_copying_from_context():
+    """A model that copies its input is right exactly at the unchanged positions (about 10% of those asked)."""
+    from types import SimpleNamespace
+
+    from bertedu.pretraining import INPUT_KINDS, mlm_accuracy_by_input
+
+    class Copier(torch.nn.Module):  # predicts, at every asked position, the token it was shown
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, labels, **_):
+            shown = input_ids[labels != -100]  # (N,)
+            return SimpleNamespace(prediction_logits=torch.nn.functional.one_hot(shown, VOCAB.vocab_size).float())
+
+    data = tiny_data()
+    split = mlm_accuracy_by_input(Copier(), data, batch_size=16)
+    assert list(split) == list(INPUT_KINDS)
+    assert split["[MASK]"]["accuracy"] == 0.0 and split["random word"]["accuracy"] == 0.0
+    assert split["unchanged"]["accuracy"] == 1.0
+    total = sum(kind["count"] for kind in split.values())
+    assert total == int((data.labels != -100).sum())
+    assert split["[MASK]"]["count"] / total == pytest.approx(0.8, abs=0.05)
+    assert split["unchanged"]["count"] / total == pytest.approx(0.1, abs=0.05)
+    # the parts add up to evaluate_pretraining's accuracy for a real model
+    model = tiny_model().eval()
+    split = mlm_accuracy_by_input(model, data)
+    overall = sum(kind["accuracy"] * kind["count"] for kind in split.values()) / total
+    assert overall == pytest.approx(evaluate_pretraining(model, data)["mlm_accuracy"], abs=1e-9)
+
+
 def test_mlm_bias_starts_at_the_unigram_prior():
     """init_mlm_bias: the untrained model's MLM loss is the targets' unigram cross-entropy, not ln V."""
     from bertedu.pretraining import init_mlm_bias, unigram_log_prior
@@ -236,6 +267,41 @@ def test_new_pretraining_model_is_seeded_and_starts_at_the_prior():
     assert torch.count_nonzero(zero.cls.predictions.bias) == 0
     other = new_pretraining_model(replace(settings, seed=1), data)
     assert not torch.equal(other.bert.embeddings.word_embeddings.weight, first.bert.embeddings.word_embeddings.weight)
+
+
+def test_local_attention_init_looks_at_the_neighbours(tmp_path):
+    """init_local_attention: a fresh model's attention is nearly uniform; after it, a token's
+    nearest positions get most of the weight, and the model still saves and loads as a BERT."""
+    from dataclasses import replace
+
+    from bertedu.pretraining import init_local_attention, new_pretraining_model, sinusoidal_positions
+
+    table = sinusoidal_positions(128, 128)  # (T, H)
+    similarity = table @ table[60]  # (T,) the same at equal distances, highest at distance 0
+    assert similarity.argmax().item() == 60 and similarity[59].item() == pytest.approx(similarity[61].item(), rel=1e-4)
+    assert similarity[61] > similarity[64] > similarity[90]
+
+    settings = replace(pretraining_settings(quick=True), mlm_bias_prior=False)
+
+    def near_weight(model):  # attention weight within 2 positions of the query, mean over queries, layer 0
+        ids = torch.randint(5, 8000, (4, 128), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            probs = model.bert(ids, output_attentions=True).attentions[0]  # (B, nh, T, T)
+        distance = (torch.arange(128)[:, None] - torch.arange(128)[None, :]).abs()  # (T, T)
+        return probs[..., distance <= 2].sum(-1).mean().item() / 128
+
+    plain = new_pretraining_model(replace(settings, local_attention=False), tiny_data()).eval()
+    local = new_pretraining_model(settings, tiny_data()).eval()
+    assert near_weight(plain) < 0.06  # 5 of 128 positions: about 4% for uniform attention
+    assert near_weight(local) > 0.3  # 0.47 here: more than ten times uniform
+    for name in ("bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.intermediate.dense.weight"):
+        assert torch.equal(plain.state_dict()[name], local.state_dict()[name])  # only the starting attention differs
+    local.save_pretrained(tmp_path / "local")
+    again = BertForPreTraining.from_pretrained(tmp_path / "local")
+    torch.testing.assert_close(again.bert.embeddings.position_embeddings.weight,
+                               local.bert.embeddings.position_embeddings.weight)
+    with pytest.raises(ValueError, match="position_std > 0"):
+        init_local_attention(local, position_std=-1.0)
 
 
 def test_fill_mask_returns_ranked_guesses(tmp_path):
@@ -341,6 +407,8 @@ def test_presets():
         (quick.training.learning_rate, quick.training.warmup_ratio, quick.training.batch_size)
     assert shipped.training.max_minutes and quick.training.max_minutes is None
     assert quick.mlm_bias_prior and shipped.mlm_bias_prior  # the same start as the learner's run
+    # ...except attention: the shipped weights predate init_local_attention, and the preset reproduces them
+    assert quick.local_attention and not shipped.local_attention
     with pytest.raises(UserError, match="Unknown pre-training preset"):
         pretraining_preset("tiny")
 
