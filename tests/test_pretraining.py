@@ -280,6 +280,7 @@ def test_local_attention_init_looks_at_the_neighbours(tmp_path):
     similarity = table @ table[60]  # (T,) the same at equal distances, highest at distance 0
     assert similarity.argmax().item() == 60 and similarity[59].item() == pytest.approx(similarity[61].item(), rel=1e-4)
     assert similarity[61] > similarity[64] > similarity[90]
+    assert sinusoidal_positions(4, 5).shape == (4, 5)  # odd widths work too
 
     settings = replace(pretraining_settings(quick=True), mlm_bias_prior=False)
 
