@@ -360,9 +360,10 @@ def pretraining_settings(quick: bool | None = None) -> PretrainingSettings:
     """The chapter's settings for quick or full mode (None: ``BERTEDU_QUICK`` decides).
 
     The local-attention row of ``benchmarks/pretraining_recipe.txt`` (quick mode trains it for
-    1,200 steps, twice the table's), which measures each part of the budget literature's recipe (Geiping & Goldstein 2022; Izsak et al. 2021): post-LN, no
-    dropout, the MLM head only on the masked positions, a one-cycle schedule (warm-up for
-    half the steps, then linear decay) peaking at 2e-3, sequences of 128 tokens, and the MLM
+    1,200 steps, twice the table's), which measures each part of the budget literature's
+    recipe (Geiping & Goldstein 2022; Izsak et al. 2021): post-LN, no dropout, the MLM head
+    only on the masked positions, a one-cycle schedule (warm-up for half the steps, then
+    linear decay) peaking at 2e-3, sequences of 128 tokens, and the MLM
     bias started at the corpus's log token frequencies (``init_mlm_bias``;
     ``benchmarks/mlm_bias_prior.txt`` measures what it does for fine-tuning), and attention
     started at each token's neighbours (``init_local_attention``; measured in quick mode only,
