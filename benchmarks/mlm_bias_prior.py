@@ -3,8 +3,8 @@
 Chapter 4's quick run as it was on 2026-12-06 (2 layers, hidden 128, 600 steps, attention
 started at random: ``local_attention=False``) is pre-trained twice, identically except for the
 MLM head's bias at step 0: zeros (BERT's initialisation, chapter 4 until 2026-12-06) or the log
-unigram frequencies of the training pairs' tokens (`init_mlm_bias`, chapter 4 since). For each it reports the held-out MLM and NSP accuracy, the mean pairwise cosine
-of the word-piece embeddings (the special tokens left out; 0.0 for random weights), and the
+unigram frequencies of the training pairs' tokens (`init_mlm_bias`, chapter 4 since). For each
+it reports the held-out MLM and NSP accuracy, the mean pairwise cosine of the word-piece embeddings (the special tokens left out; 0.0 for random weights), and the
 test accuracy of chapter 5's row 3 (quick-mode splits: 2,000 train, 200 validation, 1,000 test
 reviews; the pre-trained schedule of `SMALL_BERT_SCHEDULES`) for seeds 0-4, beside random
 weights of the same shape (row 2, its own schedule) on the same seeds, with the paired mean

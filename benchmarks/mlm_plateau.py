@@ -59,12 +59,12 @@ def main(steps: int = 600) -> None:
     total = sum(kind["count"] for kind in counts.values())
     share = ", ".join(f"{kind} {counts[kind]['count']:,} ({counts[kind]['count'] / total:.0%})" for kind in counts)
     rows = [*ROWS, ("local attention", "init_local_attention: chapter 4's start now", "local")]
+    source = shipped.state_dict()
     for name, change, copied in rows:
         model = new_pretraining_model(base, train_data)
         if copied == "local":
             init_local_attention(model)
         elif copied is not None:
-            source = shipped.state_dict()
             with torch.no_grad():
                 for key, value in model.state_dict().items():
                     if copied(key):

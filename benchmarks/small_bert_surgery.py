@@ -41,7 +41,8 @@ def main() -> None:
     from bertedu.tokenization import load_fast_tokenizer
 
     base = finetune_settings(quick=True)
-    folder, shipped = pretrained_small_bert(), shipped_small_bert()
+    folder = pretrained_small_bert()
+    folders = {"random": None, "pretrained": folder, "shipped": shipped_small_bert()}  # None: random weights
     tokenizer = load_fast_tokenizer(folder)
     config = BertConfig.from_pretrained(folder)
     settings = {w: small_bert_settings(base, config.max_position_embeddings, w) for w in ("random", "pretrained", "shipped")}
@@ -72,7 +73,7 @@ def main() -> None:
     print(f"{'model':32s} {'word-emb cosine':>15s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
     for name, weights, surgery in surgeries:
         seed_everything(0)
-        model = small_bert_classifier(config, {"random": None, "shipped": shipped}.get(weights, folder))
+        model = small_bert_classifier(config, folders[weights])
         surgery(model)
         cosine = word_embedding_cosine(model.bert, n_special)
         started = time.perf_counter()

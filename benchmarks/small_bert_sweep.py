@@ -38,6 +38,7 @@ def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
     train_reviews, validation_reviews, test_reviews = sentiment_splits(settings)
     folder = pretrained_small_bert()
     shipped = shipped_small_bert()
+    folders = {"random": None, "pretrained": folder, "shipped": shipped}  # None: random weights
     problem = small_bert_mismatch(shipped, folder)
     if problem:
         raise SystemExit(problem)
@@ -53,7 +54,7 @@ def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
     for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), kinds):
         run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs, cpu_bf16=False)
         seed_everything(run.seed)
-        model = small_bert_classifier(config, {"random": None, "shipped": shipped}.get(weights, folder))
+        model = small_bert_classifier(config, folders[weights])
         started = time.perf_counter()
         history = finetune(model, train_set, validation_set, run, pad_id=tokenizer.pad_token_id,
                            device=torch.device("cpu"), progress=False)
