@@ -1,13 +1,14 @@
 """Which epochs and learning rate for chapter 4's small BERT in chapter 5? A validation sweep.
 
 Fine-tunes the small BERT (2 layers, hidden 128, 128 positions) from random weights, from
-chapter 4's quick pre-training and from the shipped small BERT (the same architecture and
+chapter 4's quick pre-training (as saved, and with its attention re-initialised:
+`reinitialize_attention`) and from the shipped small BERT (the same architecture and
 vocabulary, pre-trained for an hour: `shipped_small_bert()`), on chapter 5's quick-mode splits (2,000 train, 200 validation reviews),
 for every pair of epochs {2, 4} x peak learning rate {3e-4, 1e-3, 3e-3}. The choice goes by
 **validation** accuracy; test accuracy (1,000 reviews) is printed only to show how noisy such
 small runs are. `bertedu.finetuning.SMALL_BERT_SCHEDULES` holds each kind of weights' winner.
 
-    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py [--weights random,pretrained,shipped]
+    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py [--weights random,pretrained,new-attention,shipped]
 
 The output of a run is stored next to this file (small_bert_sweep.txt). ``--weights`` runs only
 the named kinds (every row is seeded, so a kind left out keeps its stored rows).
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 
-WEIGHTS = ("random", "pretrained", "shipped")
+WEIGHTS = ("random", "pretrained", "new-attention", "shipped")
 
 
 def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
@@ -38,7 +39,8 @@ def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
     train_reviews, validation_reviews, test_reviews = sentiment_splits(settings)
     folder = pretrained_small_bert()
     shipped = shipped_small_bert()
-    folders = {"random": None, "pretrained": folder, "shipped": shipped}  # None: random weights
+    # None: random weights; "new-attention": the quick run with its attention re-initialised
+    folders = {"random": None, "pretrained": folder, "new-attention": folder, "shipped": shipped}
     problem = small_bert_mismatch(shipped, folder)
     if problem:
         raise SystemExit(problem)
@@ -49,19 +51,19 @@ def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
                                                         truncation)
     print(f"small BERT from {folder.name}: {truncation.describe()}; quick-mode settings otherwise "
           f"(batch {settings.batch_size}, attention dropout {settings.attention_dropout})")
-    print(f"{'weights':11s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
+    print(f"{'weights':13s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
     best: dict[str, tuple[float, int, float]] = {}
     for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), kinds):
         run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs, cpu_bf16=False)
         seed_everything(run.seed)
-        model = small_bert_classifier(config, folders[weights])
+        model = small_bert_classifier(config, folders[weights], new_attention=weights == "new-attention")
         started = time.perf_counter()
         history = finetune(model, train_set, validation_set, run, pad_id=tokenizer.pad_token_id,
                            device=torch.device("cpu"), progress=False)
         probabilities = predict_proba(model, test_set, run.eval_batch_size, tokenizer.pad_token_id)
         test_accuracy = float((probabilities.argmax(1) == np.array(test_reviews.labels)).mean())
         validation_accuracy = history.best["accuracy"]
-        print(f"{weights:11s} {epochs:6d} {rate:7.0e} {validation_accuracy:10.1%} {test_accuracy:6.1%} "
+        print(f"{weights:13s} {epochs:6d} {rate:7.0e} {validation_accuracy:10.1%} {test_accuracy:6.1%} "
               f"{time.perf_counter() - started:7.0f}", flush=True)
         if validation_accuracy > best.get(weights, (-1.0,))[0]:
             best[weights] = (validation_accuracy, epochs, rate)

@@ -44,6 +44,7 @@ from bertedu.classification import (
 )
 from bertedu.errors import UserError
 from bertedu.metrics import Scores, classification_scores
+from bertedu.model import init_bert_weights
 from bertedu.settings import (
     autocast,
     evaluating,
@@ -444,8 +445,10 @@ def finetune_settings(quick: bool | None = None) -> FinetuneSettings:
 
 # (epochs, peak learning rate) of each small BERT's fine-tuning: the validation winners of
 # benchmarks/small_bert_sweep.txt over epochs {2, 4} x rate {3e-4, 1e-3, 3e-3} on chapter 5's
-# quick splits (ties go to the first row: fewer epochs, then the smaller rate)
-SMALL_BERT_SCHEDULES = {"random": (4, 3e-4), "pretrained": (4, 1e-3), "shipped": (4, 1e-3)}
+# quick splits (ties go to the first row: fewer epochs, then the smaller rate). "new-attention":
+# chapter 4's quick run with its attention re-initialised (``reinitialize_attention``).
+SMALL_BERT_SCHEDULES = {"random": (4, 3e-4), "pretrained": (4, 1e-3), "new-attention": (4, 1e-3),
+                        "shipped": (4, 1e-3)}
 
 
 def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int,
@@ -454,8 +457,8 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
 
     Truncation shrinks to the model's positions, keeping the head:tail split. A model this
     small needs more steps and a larger rate than a real checkpoint; each kind of weights
-    (``"random"``, ``"pretrained"``: chapter 4's quick run, ``"shipped"``: the shipped small
-    BERT) gets the epochs and rate that won its own validation sweep
+    (``"random"``, ``"pretrained"``: chapter 4's quick run, ``"new-attention"``: that run with
+    its attention re-initialised, ``"shipped"``: the shipped small BERT) gets the epochs and rate that won its own validation sweep
     (``SMALL_BERT_SCHEDULES``, ``benchmarks/small_bert_sweep.txt``).
     """
     if weights not in SMALL_BERT_SCHEDULES:
@@ -466,13 +469,33 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
                    learning_rate=rate, epochs=epochs, cpu_bf16=False)
 
 
-def small_bert_classifier(config: BertConfig, folder: str | Path | None) -> BertForSequenceClassification:
+def small_bert_classifier(config: BertConfig, folder: str | Path | None,
+                          new_attention: bool = False) -> BertForSequenceClassification:
     """A two-class classifier on a small BERT: the random weights of ``config`` when ``folder``
     is None, else the pre-trained encoder saved in ``folder``; a new head either way. Both
-    draw from torch's generator: seed first (``seed_everything``) to compare them fairly."""
+    draw from torch's generator: seed first (``seed_everything``) to compare them fairly.
+    ``new_attention``: then give the loaded encoder new attention (``reinitialize_attention``)."""
     if folder is None:
         return BertForSequenceClassification(config, num_labels=2)
-    return BertForSequenceClassification.from_pretrained(folder, num_labels=2)
+    model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
+    if new_attention:
+        reinitialize_attention(model)
+    return model
+
+
+def reinitialize_attention(model: BertForSequenceClassification) -> None:
+    """Draw every layer's attention sublayer again as BERT initialises it, in place.
+
+    Per layer: W_Q, W_K, W_V ``(H, H)`` and their biases, W^O ``(H, H)`` and the sublayer's
+    LayerNorm. The word, position and segment embeddings, the feed-forward layers and the
+    pooler keep their pre-trained values. With new W_Q and W_K (standard deviation 0.02) every
+    attention row starts nearly uniform, as with random weights: ``[CLS]`` starts by reading the
+    whole review, not where pre-training taught it to look (chapter 5, point 1b). The weights come
+    from torch's generator: seed first.
+    """
+    initialize = functools.partial(init_bert_weights, initializer_range=model.config.initializer_range)
+    for layer in model.bert.encoder.layer:
+        layer.attention.apply(initialize)
 
 
 def set_attention_dropout(model: BertForSequenceClassification, p: float) -> None:
