@@ -8,10 +8,11 @@ for every pair of epochs {2, 4} x peak learning rate {3e-4, 1e-3, 3e-3}. The cho
 **validation** accuracy; test accuracy (1,000 reviews) is printed only to show how noisy such
 small runs are. `bertedu.finetuning.SMALL_BERT_SCHEDULES` holds each kind of weights' winner.
 
-    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py [--weights random,pretrained,new-attention,shipped]
+    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_sweep.py [--weights random,pretrained,...]
 
 The output of a run is stored next to this file (small_bert_sweep.txt). ``--weights`` runs only
-the named kinds (every row is seeded, so a kind left out keeps its stored rows).
+the named kinds, a comma-separated subset of random, pretrained, new-attention, shipped (every
+row is seeded, so a kind left out keeps its stored rows).
 """
 from __future__ import annotations
 

@@ -458,8 +458,9 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
     Truncation shrinks to the model's positions, keeping the head:tail split. A model this
     small needs more steps and a larger rate than a real checkpoint; each kind of weights
     (``"random"``, ``"pretrained"``: chapter 4's quick run, ``"new-attention"``: that run with
-    its attention re-initialised, ``"shipped"``: the shipped small BERT) gets the epochs and rate that won its own validation sweep
-    (``SMALL_BERT_SCHEDULES``, ``benchmarks/small_bert_sweep.txt``).
+    its attention re-initialised, ``"shipped"``: the shipped small BERT) gets the epochs and
+    rate that won its own validation sweep (``SMALL_BERT_SCHEDULES``,
+    ``benchmarks/small_bert_sweep.txt``).
     """
     if weights not in SMALL_BERT_SCHEDULES:
         raise UserError(f"Unknown small-BERT weights {weights!r}; choose one of {', '.join(SMALL_BERT_SCHEDULES)}.")
