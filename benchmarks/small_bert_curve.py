@@ -1,0 +1,68 @@
+"""Where does each small BERT's pre-training help? A learning curve with five seeds.
+
+Chapter 5's point 4 draws one learning curve (seed 0) of random weights against the shipped
+small BERT. This script adds chapter 4's quick run with new attention (`reinitialize_attention`,
+point 1c; as saved, its pre-trained attention costs it 16.7 points at 2,000 labels:
+`benchmarks/small_bert_seeds.txt`) and repeats every point with seeds 0-4: fine-tune on the
+first 200, 500 and 1,000 of chapter 5's quick-mode training reviews, each kind of weights with
+its own schedule (`SMALL_BERT_SCHEDULES`), pick the epoch on the same 200 validation reviews and
+score the same 1,000 test reviews. The 2,000-label point is `benchmarks/small_bert_seeds.txt`.
+
+    BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_curve.py [n_seeds]
+
+The output of a run is stored next to this file (small_bert_curve.txt).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import replace
+
+import torch
+
+ARMS = ("random", "new-attention", "shipped")
+SIZES = (200, 500, 1_000)
+
+
+def main(n_seeds: int) -> None:
+    from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
+                                    small_bert_classifier, small_bert_settings)
+    from bertedu.model import BertConfig
+    from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
+    from bertedu.settings import seed_everything
+    from bertedu.tokenization import load_fast_tokenizer
+
+    base = finetune_settings(quick=True)
+    folders = {"random": None, "new-attention": pretrained_small_bert(), "shipped": shipped_small_bert()}
+    problem = small_bert_mismatch(folders["shipped"], folders["new-attention"])
+    if problem:
+        raise SystemExit(problem)
+    tokenizer = load_fast_tokenizer(folders["shipped"])
+    config = BertConfig.from_pretrained(folders["shipped"])
+    arms = {weights: small_bert_settings(base, config.max_position_embeddings, weights) for weights in ARMS}
+    train_set, validation_set, test_set = encode_splits(tokenizer, sentiment_splits(base), arms["random"].truncation)
+    print(f"small BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}); "
+          + "; ".join(f"{w}: {s.epochs} epochs, lr {s.learning_rate:g}" for w, s in arms.items())
+          + f"; test accuracy on {len(test_set):,} reviews, seeds 0-{n_seeds - 1}")
+    for n in SIZES:
+        tests: dict[str, list[float]] = {weights: [] for weights in ARMS}
+        for seed in range(n_seeds):
+            for weights, settings in arms.items():
+                seed_everything(seed)
+                model = small_bert_classifier(config, folders[weights], new_attention=weights == "new-attention")
+                result = run_finetuning(model, train_set[:n], validation_set, test_set, replace(settings, seed=seed),
+                                        pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
+                tests[weights].append(100 * result.scores.accuracy)
+        print(f"{n:,} labelled reviews")
+        for weights, accuracies in tests.items():
+            print(f"  {weights:13s} " + " ".join(f"{a:5.1f}" for a in accuracies)
+                  + f"   mean {statistics.mean(accuracies):5.1f}")
+        for weights in ARMS[1:]:
+            gains = [a - r for r, a in zip(tests["random"], tests[weights])]
+            se = statistics.stdev(gains) / len(gains) ** 0.5
+            print(f"  {weights} - random: mean {statistics.mean(gains):+.1f} points, standard error {se:.1f}, "
+                  f"smallest {min(gains):+.1f}, largest {max(gains):+.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
