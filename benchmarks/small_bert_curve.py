@@ -20,25 +20,20 @@ from dataclasses import replace
 
 import torch
 
+from small_berts import load_small_berts  # benchmarks/small_berts.py, beside this script
+
 ARMS = ("random", "new-attention", "shipped")
 SIZES = (200, 500, 1_000)
 
 
 def main(n_seeds: int) -> None:
     from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
-                                    small_bert_classifier, small_bert_settings)
-    from bertedu.model import BertConfig
-    from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
+                                    small_bert_settings)
     from bertedu.settings import seed_everything
-    from bertedu.tokenization import load_fast_tokenizer
 
     base = finetune_settings(quick=True)
-    folders = {"random": None, "new-attention": pretrained_small_bert(), "shipped": shipped_small_bert()}
-    problem = small_bert_mismatch(folders["shipped"], folders["new-attention"])
-    if problem:
-        raise SystemExit(problem)
-    tokenizer = load_fast_tokenizer(folders["shipped"])
-    config = BertConfig.from_pretrained(folders["shipped"])
+    small_berts = load_small_berts()
+    tokenizer, config = small_berts.tokenizer, small_berts.config
     arms = {weights: small_bert_settings(base, config.max_position_embeddings, weights) for weights in ARMS}
     train_set, validation_set, test_set = encode_splits(tokenizer, sentiment_splits(base), arms["random"].truncation)
     print(f"small BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}); "
@@ -49,7 +44,7 @@ def main(n_seeds: int) -> None:
         for seed in range(n_seeds):
             for weights, settings in arms.items():
                 seed_everything(seed)
-                model = small_bert_classifier(config, folders[weights], new_attention=weights == "new-attention")
+                model = small_berts.classifier(weights)
                 result = run_finetuning(model, train_set[:n], validation_set, test_set, replace(settings, seed=seed),
                                         pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
                 tests[weights].append(100 * result.scores.accuracy)

@@ -24,40 +24,30 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from small_berts import load_small_berts  # benchmarks/small_berts.py, beside this script
 
 WEIGHTS = ("random", "pretrained", "new-attention", "shipped")
 
 
 def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
-    from bertedu.finetuning import (encode_splits, finetune, finetune_settings, predict_proba, sentiment_splits,
-                                    small_bert_classifier)
-    from bertedu.model import BertConfig
-    from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
+    from bertedu.finetuning import encode_splits, finetune, finetune_settings, predict_proba, sentiment_splits
     from bertedu.settings import seed_everything
-    from bertedu.tokenization import load_fast_tokenizer
 
     settings = finetune_settings(quick=True)
     train_reviews, validation_reviews, test_reviews = sentiment_splits(settings)
-    folder = pretrained_small_bert()
-    shipped = shipped_small_bert()
-    # None: random weights; "new-attention": the quick run with its attention re-initialised
-    folders = {"random": None, "pretrained": folder, "new-attention": folder, "shipped": shipped}
-    problem = small_bert_mismatch(shipped, folder)
-    if problem:
-        raise SystemExit(problem)
-    tokenizer = load_fast_tokenizer(folder)
-    config = BertConfig.from_pretrained(folder)
+    small_berts = load_small_berts()
+    tokenizer, config = small_berts.tokenizer, small_berts.config
     truncation = settings.truncation.fit(config.max_position_embeddings)
     train_set, validation_set, test_set = encode_splits(tokenizer, (train_reviews, validation_reviews, test_reviews),
                                                         truncation)
-    print(f"small BERT from {folder.name}: {truncation.describe()}; quick-mode settings otherwise "
-          f"(batch {settings.batch_size}, attention dropout {settings.attention_dropout})")
+    print(f"small BERT from {small_berts.folders['pretrained'].name}: {truncation.describe()}; "
+          f"quick-mode settings otherwise (batch {settings.batch_size}, attention dropout {settings.attention_dropout})")
     print(f"{'weights':13s} {'epochs':>6s} {'lr':>7s} {'validation':>10s} {'test':>6s} {'seconds':>7s}")
     best: dict[str, tuple[float, int, float]] = {}
     for epochs, rate, weights in itertools.product((2, 4), (3e-4, 1e-3, 3e-3), kinds):
         run = replace(settings, truncation=truncation, learning_rate=rate, epochs=epochs, cpu_bf16=False)
         seed_everything(run.seed)
-        model = small_bert_classifier(config, folders[weights], new_attention=weights == "new-attention")
+        model = small_berts.classifier(weights)
         started = time.perf_counter()
         history = finetune(model, train_set, validation_set, run, pad_id=tokenizer.pad_token_id,
                            device=torch.device("cpu"), progress=False)

@@ -1,0 +1,38 @@
+"""What the small-BERT benchmarks share: the weights of each kind, their tokenizer and config.
+
+A kind of weights is a key of ``bertedu.finetuning.SMALL_BERT_SCHEDULES``: "random" (BERT's
+initialisation), "pretrained" (chapter 4's quick run), "new-attention" (that run with its
+attention re-initialised: ``reinitialize_attention``) or "shipped" (the shipped small BERT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SmallBerts:
+    folders: dict[str, Path | None]  # kind -> saved encoder; None: random weights
+    tokenizer: Any                   # the one vocabulary every kind shares
+    config: Any                      # BertConfig, the same for every kind
+
+    def classifier(self, weights: str):
+        """A new two-class classifier on ``weights``; seed first (``seed_everything``)."""
+        from bertedu.finetuning import small_bert_classifier
+
+        return small_bert_classifier(self.config, self.folders[weights], new_attention=weights == "new-attention")
+
+
+def load_small_berts() -> SmallBerts:
+    """Chapter 4's quick run and the shipped model, checked to share config.json and vocab.txt."""
+    from bertedu.model import BertConfig
+    from bertedu.pretraining import pretrained_small_bert, shipped_small_bert, small_bert_mismatch
+    from bertedu.tokenization import load_fast_tokenizer
+
+    pretrained, shipped = pretrained_small_bert(), shipped_small_bert()
+    problem = small_bert_mismatch(shipped, pretrained)
+    if problem:
+        raise SystemExit(problem)
+    folders = {"random": None, "pretrained": pretrained, "new-attention": pretrained, "shipped": shipped}
+    return SmallBerts(folders, load_fast_tokenizer(shipped), BertConfig.from_pretrained(shipped))
