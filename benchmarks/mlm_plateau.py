@@ -25,13 +25,31 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 
-# name: (what the fresh model starts with, a predicate on parameter names copied from the shipped model)
+def copy_from_shipped(predicate):
+    """A start that copies the shipped model's parameters whose names satisfy ``predicate``."""
+    @torch.no_grad()
+    def start(model: torch.nn.Module, shipped: dict) -> None:
+        for key, value in model.state_dict().items():
+            if predicate(key):
+                value.copy_(shipped[key])
+    return start
+
+
+def local_attention(model: torch.nn.Module, shipped: dict) -> None:
+    from bertedu.pretraining import init_local_attention
+
+    init_local_attention(model)
+
+
+# name: (what the fresh model starts with, start(model, shipped state dict) or None for BERT's own)
 ROWS = [
     ("BERT's random start", "chapter 4's log-prior row: nothing copied", None),
-    ("shipped positions", "position embeddings copied from the shipped model", lambda n: "position_embeddings" in n),
-    ("shipped words", "word embeddings (= MLM decoder) copied", lambda n: "word_embeddings" in n),
+    ("shipped positions", "position embeddings copied from the shipped model",
+     copy_from_shipped(lambda n: "position_embeddings" in n)),
+    ("shipped words", "word embeddings (= MLM decoder) copied", copy_from_shipped(lambda n: "word_embeddings" in n)),
     ("shipped attention", "Q, K, V of both layers and the positions copied",
-     lambda n: "attention.self" in n or "position_embeddings" in n),
+     copy_from_shipped(lambda n: "attention.self" in n or "position_embeddings" in n)),
+    ("local attention", "init_local_attention: chapter 4's start now", local_attention),
 ]
 
 
@@ -43,8 +61,7 @@ def split_line(name: str, change: str, overall: dict, split: dict) -> str:
 
 
 def main(steps: int = 600) -> None:
-    from bertedu.pretraining import (BertForPreTraining, evaluate_pretraining, init_local_attention,
-                                     mlm_accuracy_by_input, new_pretraining_model, prepare_pretraining_data,
+    from bertedu.pretraining import (BertForPreTraining, evaluate_pretraining, mlm_accuracy_by_input, new_pretraining_model, prepare_pretraining_data,
                                      pretraining_settings, shipped_small_bert)
     from bertedu.training import TrainingConfig, train
 
@@ -58,17 +75,11 @@ def main(steps: int = 600) -> None:
     counts = mlm_accuracy_by_input(shipped, validation_data)
     total = sum(kind["count"] for kind in counts.values())
     share = ", ".join(f"{kind} {counts[kind]['count']:,} ({counts[kind]['count'] / total:.0%})" for kind in counts)
-    rows = [*ROWS, ("local attention", "init_local_attention: chapter 4's start now", "local")]
     source = shipped.state_dict()
-    for name, change, copied in rows:
+    for name, change, start in ROWS:
         model = new_pretraining_model(base, train_data)
-        if copied == "local":
-            init_local_attention(model)
-        elif copied is not None:
-            with torch.no_grad():
-                for key, value in model.state_dict().items():
-                    if copied(key):
-                        value.copy_(source[key])
+        if start is not None:
+            start(model, source)
         config = TrainingConfig(learning_rate=base.training.learning_rate, max_steps=steps, batch_size=32,
                                 warmup_ratio=base.training.warmup_ratio, progress=False)
         train(model, train_data, config, collate_fn=train_data.collate)

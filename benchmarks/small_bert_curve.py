@@ -2,7 +2,7 @@
 
 Chapter 5's point 4 draws one learning curve (seed 0) of random weights against the shipped
 small BERT. This script adds chapter 4's quick run with new attention (`reinitialize_attention`,
-point 1c; as saved, its pre-trained attention costs it 16.7 points at 2,000 labels:
+point 1c; as saved, its pre-trained attention costs it 14.5 points at 2,000 labels over ten seeds:
 `benchmarks/small_bert_seeds.txt`) and repeats every point with seeds 0-4: fine-tune on the
 first 200, 500 and 1,000 of chapter 5's quick-mode training reviews, each kind of weights with
 its own schedule (`SMALL_BERT_SCHEDULES`), pick the epoch on the same 200 validation reviews and

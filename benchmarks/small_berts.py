@@ -6,6 +6,8 @@ attention re-initialised: ``reinitialize_attention``) or "shipped" (the shipped 
 """
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,3 +38,18 @@ def load_small_berts() -> SmallBerts:
         raise SystemExit(problem)
     folders = {"random": None, "pretrained": pretrained, "new-attention": pretrained, "shipped": shipped}
     return SmallBerts(folders, load_fast_tokenizer(shipped), BertConfig.from_pretrained(shipped))
+
+
+def summary_lines(tests: dict[str, list[float]], pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """Each arm's mean and standard deviation of test accuracy over the seeds, then for each
+    ``(arm, reference)`` pair the paired difference of their accuracies, seed by seed, in points:
+    its mean, standard error, smallest and largest. ``tests``: arm -> accuracy per seed (0-1)."""
+    width = max(len(name) for name in tests)
+    lines = [f"{name:{width}s} test accuracy: mean {statistics.mean(accuracies):.1%}, "
+             f"standard deviation {100 * statistics.stdev(accuracies):.1f} points" for name, accuracies in tests.items()]
+    for name, reference in pairs:
+        gains = [100 * (s - r) for r, s in zip(tests[reference], tests[name])]
+        se = statistics.stdev(gains) / len(gains) ** 0.5
+        lines.append(f"paired difference {name} - {reference}: mean {statistics.mean(gains):+.1f} points, "
+                     f"standard error {se:.1f}, smallest {min(gains):+.1f}, largest {max(gains):+.1f}")
+    return lines
