@@ -5,9 +5,12 @@
    the new `encode_pairs` (one table) with the masks of a whole epoch drawn in one call.
 2. Training tokens/s of the quick model (2 layers, hidden 128, batch 32 x 128): today's data
    path and model (masks drawn per item, dropout 0.1) against the new one (epoch masks,
-   no dropout), and the new one with bf16 autocast (`TrainingConfig.cpu_bf16`, used where the
-   CPU has native bf16). The runs alternate so a busy machine hurts all alike.
-3. A profile of one step of the new path: what share of its time is matrix products.
+   no dropout), the new one with bf16 autocast (`TrainingConfig.cpu_bf16`, used where the
+   CPU has native bf16), and that with attention computed by SDPA's plain "math" kernel instead
+   of the fused CPU kernel `F.scaled_dot_product_attention` picks (not used by the package: a
+   test of where the rest of the time goes). The runs alternate so a busy machine hurts all alike.
+3. A profile of one step of the new path: what share of its time is matrix products, and what
+   share the fused attention kernel.
 
     BERTEDU_IMDB_ARCHIVE=... OMP_NUM_THREADS=2 python benchmarks/pretraining_throughput.py
 
@@ -15,6 +18,7 @@ Output stored next to this file (pretraining_throughput.txt).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
@@ -24,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 TODAY = "148f3f0"  # the commit before the rebuild
 REPO = Path(__file__).resolve().parents[1]
@@ -83,28 +88,32 @@ def main() -> None:
     subset = pairs[:4_000]
     datasets = {"today": old.PretrainingDataset(subset, vocab, max_seq_length=128),
                 "new": PretrainingDataset(subset, vocab, max_seq_length=128)}
-    datasets["new, bf16"] = datasets["new"]
+    datasets["new, bf16"] = datasets["new, bf16, math attention"] = datasets["new"]
     steps = 40
     results = {name: [] for name in datasets}
-    for _ in range(2):
+    for _ in range(3):
         for name in datasets:
             dropout = 0.1 if name == "today" else 0.0
             config = TrainingConfig(learning_rate=2e-3, max_steps=steps, batch_size=32, warmup_ratio=0.1,
-                                    progress=False, cpu_bf16=name == "new, bf16")
+                                    progress=False, cpu_bf16=name.startswith("new, bf16"))
             torch.manual_seed(0)
             model = BertForPreTraining(replace(settings, pre_layer_norm=False).model_config(dropout=dropout))
             data = datasets[name]
             collate = torch.utils.data.default_collate if name == "today" else data.collate
+            kernel = sdpa_kernel(SDPBackend.MATH) if name.endswith("math attention") else contextlib.nullcontext()
             started = time.perf_counter()
-            train(model, data, config, collate_fn=collate)
+            with kernel:
+                train(model, data, config, collate_fn=collate)
             results[name].append(steps * 32 * 128 / (time.perf_counter() - started))
     best = {name: max(values) for name, values in results.items()}
-    print(f"\n2. Training the quick model ({steps} steps of 32 x 128 tokens, padding included), best of 2:")
+    print(f"\n2. Training the quick model ({steps} steps of 32 x 128 tokens, padding included), best of 3:")
     print(f"   today (masks per item, dropout 0.1):          {best['today']:8,.0f} tokens/s")
     print(f"   new (epoch masks, no dropout):                {best['new']:8,.0f} tokens/s  "
           f"({best['new'] / best['today']:.1f}x)")
     print(f"   new + bf16 autocast (TrainingConfig.cpu_bf16): {best['new, bf16']:8,.0f} tokens/s  "
           f"({best['new, bf16'] / best['today']:.1f}x; native bf16 on this CPU: {native_cpu_bf16()})")
+    print(f"   new + bf16, SDPA's math kernel for attention:  {best['new, bf16, math attention']:8,.0f} tokens/s  "
+          f"({best['new, bf16, math attention'] / best['today']:.1f}x; not used by the package)")
 
     # 3. Where a step's time goes: the model's own arithmetic, not the data path.
     from torch.profiler import profile
@@ -120,8 +129,10 @@ def main() -> None:
     events = profiler.key_averages()
     total = sum(event.self_cpu_time_total for event in events)
     matmul = sum(event.self_cpu_time_total for event in events if event.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    fused = sum(event.self_cpu_time_total for event in events if "scaled_dot_product" in event.key)
     print(f"\n3. One step of the new path, profiled (5 steps): matrix products take {matmul / total:.0%} of the "
-          "CPU time; the step is arithmetic, so a 2x on the CPU needs fewer or cheaper FLOPs, not a faster data path")
+          f"CPU time and the fused attention kernel (forward and backward) {fused / total:.0%}; the step is "
+          "arithmetic, so a 2x on the CPU needs fewer or cheaper FLOPs, not a faster data path")
 
 if __name__ == "__main__":
     sys.exit(main())
