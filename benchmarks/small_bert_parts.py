@@ -12,7 +12,9 @@ with new attention's schedule (`SMALL_BERT_SCHEDULES`) on chapter 5's quick-mode
   remaining weight matrix and embedding table moved halfway to a fresh draw of BERT's
   initialisation, ``W <- 0.5 W + 0.5 W_new``, their biases set to 0 as BERT starts them
   (LayerNorms kept);
-- frozen word embeddings: the pre-trained word-piece vectors kept fixed while the rest learns.
+- frozen word embeddings: the pre-trained word-piece vectors kept fixed while the rest learns;
+  as a control, random weights with their random word-piece vectors frozen (random weights'
+  schedule).
 
 It prints test accuracy per seed and the paired mean difference from random weights and from the
 quick run with new attention (both also run here, as in `small_bert_seeds.py`).
@@ -68,6 +70,7 @@ def main(n_seeds: int) -> None:
         "+ new feed-forward": ("new-attention", new_feed_forward),
         "+ shrink and perturb": ("new-attention", shrink_and_perturb),
         "+ frozen word vectors": ("new-attention", freeze_word_embeddings),
+        "random, frozen words": ("random", freeze_word_embeddings),  # the control for the row above
     }
     settings = {w: small_bert_settings(base, config.max_position_embeddings, w) for w in ("random", "new-attention")}
     train_set, validation_set, test_set = encode_splits(tokenizer, sentiment_splits(base),
@@ -89,8 +92,9 @@ def main(n_seeds: int) -> None:
             tests[name].append(result.scores.accuracy)
             row.append(f"{result.history.best['accuracy']:22.1%} {result.scores.accuracy:6.1%}")
         print(f"{seed:4d} " + " ".join(row), flush=True)
-    pairs = [(name, reference) for reference in ("random", "new attention") for name in arms
-             if name not in ("random", reference)]
+    pairs = [(name, "random") for name in arms if name != "random"]
+    pairs += [(name, "new attention") for name, (weights, change) in arms.items()
+              if weights == "new-attention" and change is not None]
     print("\n".join(summary_lines(tests, pairs)))
 
 
