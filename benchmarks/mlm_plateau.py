@@ -61,8 +61,9 @@ def split_line(name: str, change: str, overall: dict, split: dict) -> str:
 
 
 def main(steps: int = 600) -> None:
-    from bertedu.pretraining import (BertForPreTraining, evaluate_pretraining, mlm_accuracy_by_input, new_pretraining_model, prepare_pretraining_data,
-                                     pretraining_settings, shipped_small_bert)
+    from bertedu.pretraining import (BertForPreTraining, evaluate_pretraining, mlm_accuracy_by_input,
+                                     new_pretraining_model, prepare_pretraining_data, pretraining_settings,
+                                     shipped_small_bert)
     from bertedu.training import TrainingConfig, train
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -86,21 +86,22 @@ def main() -> None:
     # 2. Training throughput of the quick model.
     settings = pretraining_settings(quick=True)
     subset = pairs[:4_000]
-    datasets = {"today": old.PretrainingDataset(subset, vocab, max_seq_length=128),
-                "new": PretrainingDataset(subset, vocab, max_seq_length=128)}
-    datasets["new, bf16"] = datasets["new, bf16, math attention"] = datasets["new"]
+    today_data = old.PretrainingDataset(subset, vocab, max_seq_length=128)
+    new_data = PretrainingDataset(subset, vocab, max_seq_length=128)
+    # name: (data, its collate function, dropout, bf16 autocast, SDPA's math kernel for attention)
+    rows = {"today": (today_data, torch.utils.data.default_collate, 0.1, False, False),
+            "new": (new_data, new_data.collate, 0.0, False, False),
+            "new, bf16": (new_data, new_data.collate, 0.0, True, False),
+            "new, bf16, math attention": (new_data, new_data.collate, 0.0, True, True)}
     steps = 40
-    results = {name: [] for name in datasets}
+    results = {name: [] for name in rows}
     for _ in range(3):
-        for name in datasets:
-            dropout = 0.1 if name == "today" else 0.0
+        for name, (data, collate, dropout, bf16, math_kernel) in rows.items():
             config = TrainingConfig(learning_rate=2e-3, max_steps=steps, batch_size=32, warmup_ratio=0.1,
-                                    progress=False, cpu_bf16=name.startswith("new, bf16"))
+                                    progress=False, cpu_bf16=bf16)
             torch.manual_seed(0)
             model = BertForPreTraining(replace(settings, pre_layer_norm=False).model_config(dropout=dropout))
-            data = datasets[name]
-            collate = torch.utils.data.default_collate if name == "today" else data.collate
-            kernel = sdpa_kernel(SDPBackend.MATH) if name.endswith("math attention") else contextlib.nullcontext()
+            kernel = sdpa_kernel(SDPBackend.MATH) if math_kernel else contextlib.nullcontext()
             started = time.perf_counter()
             with kernel:
                 train(model, data, config, collate_fn=collate)
@@ -120,7 +121,7 @@ def main() -> None:
 
     model = BertForPreTraining(replace(settings, pre_layer_norm=False).model_config())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batch = datasets["new"].collate([datasets["new"][i] for i in range(32)])
+    batch = new_data.collate([new_data[i] for i in range(32)])
     with profile() as profiler:
         for _ in range(5):
             model(**batch).loss.backward()
