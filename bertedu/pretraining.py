@@ -52,7 +52,7 @@ from bertedu.pretraining_data import (  # noqa: F401  (mask_tokens is part of th
     mask_tokens,
     split_sentences,
 )
-from bertedu.settings import evaluating, is_quick, model_device
+from bertedu.settings import cpu_bf16_attention, evaluating, is_quick, model_device, select_device
 from bertedu.settings import pick as pick_by_mode
 from bertedu.training import (
     TrainingConfig,
@@ -400,7 +400,8 @@ def shipped_settings() -> PretrainingSettings:
     ``benchmarks/pretraining_recipe.txt``, batches of 32 x 128 tokens), trained for longer:
     65 minutes of wall-clock time (``TrainingConfig.max_minutes``: the schedule runs over
     time, so a busy machine gets fewer steps but a complete schedule), with bf16 autocast on
-    a CPU (``TrainingConfig.cpu_bf16``). The same architecture as the learner's run, so chapter 4
+    a CPU (``TrainingConfig.cpu_bf16``; ``pretrain`` adds SDPA's math kernel for attention there,
+    ``settings.cpu_bf16_attention``). The same architecture as the learner's run, so chapter 4
     compares the two on one compute axis and chapter 5's random-weights row is its control.
     ``MODEL_CARD.md`` beside the weights says what it took and what it reached.
 
@@ -672,9 +673,10 @@ def pretrain(
 
     tokenizer, train_data, validation_data = prepare_pretraining_data(settings)
     model = new_pretraining_model(settings, train_data)  # the same initial weights in every process
-    history = train(model, train_data, config, collate_fn=train_data.collate,
-                    evaluate=lambda m: evaluate_pretraining(m, validation_data, settings.eval_batch_size),
-                    checkpoint_dir=checkpoint_dir, track=("mlm_loss", "nsp_loss"))
+    with cpu_bf16_attention(select_device(), config.cpu_bf16):  # the math kernel under CPU bf16
+        history = train(model, train_data, config, collate_fn=train_data.collate,
+                        evaluate=lambda m: evaluate_pretraining(m, validation_data, settings.eval_batch_size),
+                        checkpoint_dir=checkpoint_dir, track=("mlm_loss", "nsp_loss"))
     model.to("cpu").eval()
     model.config = settings.model_config(dropout=0.1)  # what fine-tuning starts from (BERT's rate)
     if output_dir is not None and rank == 0:

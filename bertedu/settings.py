@@ -110,6 +110,23 @@ def autocast(device: torch.device, enabled: bool = True, cpu: bool = False) -> c
     return contextlib.nullcontext()
 
 
+def cpu_bf16_attention(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """SDPA's plain "math" kernel for attention while a CPU trains under bf16 autocast.
+
+    ``enabled`` is ``TrainingConfig.cpu_bf16``; on a CPU with native bf16 (``autocast``'s
+    condition) ``F.scaled_dot_product_attention`` then runs as batched matrix products and a
+    softmax instead of the fused CPU flash kernel, whose backward is slow in bf16 at head size 64:
+    1.13x-1.16x the pre-training steps of the quick model (``benchmarks/pretraining_throughput.txt``).
+    ``bertedu.pretraining.pretrain`` uses it; fine-tuning keeps the kernel torch picks.
+    Elsewhere a no-op.
+    """
+    if enabled and device.type == "cpu" and native_cpu_bf16():
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a torch generator seeded alike."""
     random.seed(seed)

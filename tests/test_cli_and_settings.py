@@ -137,6 +137,32 @@ def test_cpu_bf16_autocast_only_when_asked_and_native(monkeypatch):
         assert (a @ b).dtype == torch.float32
 
 
+def sdpa_kernels_used() -> set[str]:
+    """The aten attention ops one call of F.scaled_dot_product_attention runs on the CPU."""
+    q = torch.randn(1, 2, 8, 64)  # (B, nh, T, head size)
+    with torch.profiler.profile() as profiler:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    return {event.key for event in profiler.key_averages() if "scaled_dot_product" in event.key}
+
+
+def test_cpu_bf16_attention_picks_the_math_kernel_only_under_native_cpu_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    fused = sdpa_kernels_used()
+    assert any("flash" in name for name in fused), fused  # torch's own choice on a CPU
+    monkeypatch.setattr(settings, "native_cpu_bf16", lambda: True)
+    with settings.cpu_bf16_attention(cpu, enabled=True):
+        math = sdpa_kernels_used()
+    assert not any("flash" in name for name in math) and any("math" in name for name in math), math
+    assert sdpa_kernels_used() == fused  # the choice comes back after the block
+    with settings.cpu_bf16_attention(cpu, enabled=False):
+        assert sdpa_kernels_used() == fused
+    with settings.cpu_bf16_attention(torch.device("cuda"), enabled=True):  # never touches a GPU's choice
+        assert sdpa_kernels_used() == fused
+    monkeypatch.setattr(settings, "native_cpu_bf16", lambda: False)
+    with settings.cpu_bf16_attention(cpu, enabled=True):  # no bf16 autocast there, nothing to speed up
+        assert sdpa_kernels_used() == fused
+
+
 def test_native_cpu_bf16_reads_the_cpu_flags():
     from pathlib import Path
 

@@ -352,6 +352,31 @@ def test_pretrain_runs_end_to_end_on_imdb_text(tmp_path, imdb_archive):
     assert encoder.config.hidden_size == 32 and encoder.config.vocab_size == 8000
 
 
+@pytest.mark.slow
+def test_pretrain_trains_with_the_math_kernel_only_under_cpu_bf16(imdb_archive, monkeypatch):
+    """pretrain() runs the training loop inside settings.cpu_bf16_attention (the shipped preset's
+    CPU path); the quick run (float32) keeps torch's fused kernel."""
+    from dataclasses import replace
+
+    import bertedu.pretraining as pretraining
+    import bertedu.settings as settings_module
+    from bertedu.training import TrainingHistory
+    from test_cli_and_settings import sdpa_kernels_used
+
+    monkeypatch.setattr(settings_module, "native_cpu_bf16", lambda: True)
+    monkeypatch.setenv("BERTEDU_DEVICE", "cpu")
+    kernels = []
+    monkeypatch.setattr(pretraining, "train", lambda *args, **kwargs: kernels.append(sdpa_kernels_used())
+                        or TrainingHistory())
+    settings = pretraining_settings(quick=True)
+    settings = replace(settings, n_reviews=60, n_validation=10, hidden_size=32, intermediate_size=64)
+    for cpu_bf16 in (False, True):
+        pretraining.pretrain(replace(settings, training=replace(settings.training, cpu_bf16=cpu_bf16)))
+    assert any("flash" in name for name in kernels[0]), kernels
+    assert not any("flash" in name for name in kernels[1]) and any("math" in name for name in kernels[1]), kernels
+    assert sdpa_kernels_used() == kernels[0]  # and torch's choice is back afterwards
+
+
 def test_pretrained_small_bert_trains_only_when_missing(tmp_path, monkeypatch, capsys):
     import bertedu.pretraining as pretraining
 
