@@ -20,15 +20,14 @@ Output stored next to this file (pretraining_throughput.txt).
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import subprocess
 import sys
 import tempfile
 import time
-from statistics import median
 from dataclasses import replace
 from pathlib import Path
+from statistics import median
 
 import torch
 
@@ -90,11 +89,13 @@ def main() -> None:
     subset = pairs[:4_000]
     today_data = old.PretrainingDataset(subset, vocab, max_seq_length=128)
     new_data = PretrainingDataset(subset, vocab, max_seq_length=128)
-    # name: (data, its collate function, dropout, bf16 autocast, SDPA's math kernel for attention)
-    rows = {"today": (today_data, torch.utils.data.default_collate, 0.1, False, False),
-            "new": (new_data, new_data.collate, 0.0, False, False),
-            "new, bf16, fused attention": (new_data, new_data.collate, 0.0, True, False),
-            "new, bf16, math attention": (new_data, new_data.collate, 0.0, True, True)}
+    today, fused, math = ("today (masks per item, dropout 0.1)", "new + bf16 autocast, fused attention kernel",
+                          "new + bf16 autocast, math kernel (cpu_bf16)")
+    # label: (data, its collate function, dropout, bf16 autocast, SDPA's math kernel for attention)
+    rows = {today: (today_data, torch.utils.data.default_collate, 0.1, False, False),
+            "new (epoch masks, no dropout)": (new_data, new_data.collate, 0.0, False, False),
+            fused: (new_data, new_data.collate, 0.0, True, False),
+            math: (new_data, new_data.collate, 0.0, True, True)}
     steps, rounds = 40, 11
     results = {name: [] for name in rows}  # tokens/s, one per round
     for _ in range(rounds):
@@ -103,24 +104,19 @@ def main() -> None:
                                     progress=False, cpu_bf16=bf16)
             torch.manual_seed(0)
             model = BertForPreTraining(replace(settings, pre_layer_norm=False).model_config(dropout=dropout))
-            kernel = cpu_bf16_attention(torch.device("cpu"), True) if math_kernel else contextlib.nullcontext()
             started = time.perf_counter()
-            with kernel:
+            with cpu_bf16_attention(torch.device("cpu"), math_kernel):  # a no-op when False
                 train(model, data, config, collate_fn=collate)
             results[name].append(steps * 32 * 128 / (time.perf_counter() - started))
     # A round's rows run back to back, so their ratio to that round's "today" cancels most of the
     # VM's drift from round to round; the median over rounds drops the odd disturbed row.
-    labels = {"today": "today (masks per item, dropout 0.1)",
-              "new": "new (epoch masks, no dropout)",
-              "new, bf16, fused attention": "new + bf16 autocast, fused attention kernel",
-              "new, bf16, math attention": "new + bf16 autocast, math kernel (cpu_bf16)"}
     print(f"\n2. Training the quick model ({steps} steps of 32 x 128 tokens, padding included), {rounds} rounds:")
     print(f"   {'':47s} {'tokens/s (median)':>17s}  {'x today (median of rounds; range)':>34s}")
     for name, values in results.items():
-        ratios = [value / today for value, today in zip(values, results["today"])]
-        ratio = "" if name == "today" else f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
-        print(f"   {labels[name] + ':':47s} {median(values):17,.0f}  {ratio:>34s}")
-    math_gain = [m / f for m, f in zip(results["new, bf16, math attention"], results["new, bf16, fused attention"])]
+        ratios = [value / old_value for value, old_value in zip(values, results[today])]
+        ratio = "" if name == today else f"{median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"   {name + ':':47s} {median(values):17,.0f}  {ratio:>34s}")
+    math_gain = [m / f for m, f in zip(results[math], results[fused])]
     print(f"   math kernel / fused kernel under bf16: {median(math_gain):.2f}x (rounds {min(math_gain):.2f}-"
           f"{max(math_gain):.2f}); native bf16 on this CPU: {native_cpu_bf16()}")
 

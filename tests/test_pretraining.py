@@ -366,8 +366,12 @@ def test_pretrain_trains_with_the_math_kernel_only_under_cpu_bf16(imdb_archive, 
     monkeypatch.setattr(settings_module, "native_cpu_bf16", lambda: True)
     monkeypatch.setenv("BERTEDU_DEVICE", "cpu")
     kernels = []
-    monkeypatch.setattr(pretraining, "train", lambda *args, **kwargs: kernels.append(sdpa_kernels_used())
-                        or TrainingHistory())
+
+    def fake_train(*args, **kwargs) -> TrainingHistory:  # records the kernel the loop would run under
+        kernels.append(sdpa_kernels_used())
+        return TrainingHistory()
+
+    monkeypatch.setattr(pretraining, "train", fake_train)
     settings = pretraining_settings(quick=True)
     settings = replace(settings, n_reviews=60, n_validation=10, hidden_size=32, intermediate_size=64)
     for cpu_bf16 in (False, True):
