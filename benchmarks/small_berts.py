@@ -2,7 +2,9 @@
 
 A kind of weights is a key of ``bertedu.finetuning.SMALL_BERT_SCHEDULES``: "random" (BERT's
 initialisation), "pretrained" (chapter 4's quick run), "new-attention" (that run with its
-attention re-initialised: ``reinitialize_attention``) or "shipped" (the shipped small BERT).
+attention re-initialised: ``reinitialize_attention``), "rescaled" (new attention, and the
+embedding tables scaled to BERT's initial size: ``rescale_embeddings``) or "shipped" (the
+shipped small BERT).
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ class SmallBerts:
         """A new two-class classifier on ``weights``; seed first (``seed_everything``)."""
         from bertedu.finetuning import small_bert_classifier
 
-        return small_bert_classifier(self.config, self.folders[weights], new_attention=weights == "new-attention")
+        return small_bert_classifier(self.config, self.folders[weights],
+                                     new_attention=weights in ("new-attention", "rescaled"),
+                                     rescale=weights == "rescaled")
 
 
 def load_small_berts() -> SmallBerts:
@@ -36,7 +40,8 @@ def load_small_berts() -> SmallBerts:
     problem = small_bert_mismatch(shipped, pretrained)
     if problem:
         raise SystemExit(problem)
-    folders = {"random": None, "pretrained": pretrained, "new-attention": pretrained, "shipped": shipped}
+    folders = {"random": None, "pretrained": pretrained, "new-attention": pretrained, "rescaled": pretrained,
+               "shipped": shipped}
     return SmallBerts(folders, load_fast_tokenizer(shipped), BertConfig.from_pretrained(shipped))
 
 

@@ -26,6 +26,7 @@ from bertedu.finetuning import (
     padding_fraction,
     predict_proba,
     representation_similarity,
+    rescale_embeddings,
     set_attention_dropout,
     small_bert_classifier,
     small_bert_settings,
@@ -267,6 +268,46 @@ def test_new_attention_makes_every_row_uniform_and_keeps_the_rest_of_the_pretrai
     # W_Q, W_K, W_V, W^O with their biases and the sublayer's LayerNorm, in both layers; nothing else
     attention = {name for name in loaded.state_dict() if ".attention." in name}
     assert len(attention) == 2 * 10 and changed == attention
+    torch.manual_seed(0)
+    rescaled = small_bert_classifier(config, folder, new_attention=True, rescale=True)  # the same draw, then smaller tables
+    word = rescaled.bert.embeddings.word_embeddings.weight
+    assert float(word.detach().pow(2).mean().sqrt()) == pytest.approx(config.initializer_range, rel=1e-5)
+    for (name, a), b in zip(fresh.state_dict().items(), rescaled.state_dict().values()):
+        assert torch.equal(a, b) == ("_embeddings." not in name), name
+
+
+def test_rescale_embeddings_keeps_the_forward_pass_and_gives_the_word_table_bert_s_initial_size():
+    model = tiny_model().eval()
+    embeddings = model.bert.embeddings
+    tables = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+    with torch.no_grad():  # as after pre-training: larger than at initialisation, each table its own size
+        embeddings.word_embeddings.weight.mul_(27.0)
+        embeddings.position_embeddings.weight.mul_(60.0)
+        embeddings.token_type_embeddings.weight.add_(0.3)
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    ids = torch.tensor([[2, 17, 45, 9, 3, 0], [2, 60, 3, 70, 81, 3]])
+    segments = torch.tensor([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        logits = model(ids, mask, segments).logits
+    word_rms = float(before["bert.embeddings.word_embeddings.weight"].pow(2).mean().sqrt())
+
+    factor = rescale_embeddings(model)
+
+    assert word_rms == pytest.approx(27 * 0.02, rel=0.05)
+    assert factor == pytest.approx(0.02 / word_rms, rel=1e-6)
+    assert float(embeddings.word_embeddings.weight.pow(2).mean().sqrt()) == pytest.approx(0.02, rel=1e-5)
+    for name, value in model.state_dict().items():
+        if any(f"embeddings.{table}." in name for table in tables):  # all three, by the one factor
+            torch.testing.assert_close(value, before[name] * factor)
+        else:
+            assert torch.equal(value, before[name]), name
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, mask, segments).logits, logits, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        embeddings.word_embeddings.weight.zero_()
+    with pytest.raises(UserError, match="all zero"):
+        rescale_embeddings(model)
 
 
 def test_representation_similarity_reads_real_tokens_and_sees_a_collapse():
