@@ -288,8 +288,16 @@ def test_rescale_embeddings_keeps_the_forward_pass_and_gives_the_word_table_bert
     ids = torch.tensor([[2, 17, 45, 9, 3, 0], [2, 60, 3, 70, 81, 3]])
     segments = torch.tensor([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1]])
     mask = (ids != 0).long()
+    labels = torch.tensor([0, 1])
+
+    def word_gradient():  # (V, H): d loss / d word table
+        model.zero_grad()
+        model(ids, mask, segments, labels=labels).loss.backward()
+        return model.bert.embeddings.word_embeddings.weight.grad.clone()
+
     with torch.no_grad():
         logits = model(ids, mask, segments).logits
+    gradient = word_gradient()
     word_rms = float(before["bert.embeddings.word_embeddings.weight"].pow(2).mean().sqrt())
 
     factor = rescale_embeddings(model)
@@ -304,6 +312,9 @@ def test_rescale_embeddings_keeps_the_forward_pass_and_gives_the_word_table_bert
             assert torch.equal(value, before[name]), name
     with torch.no_grad():
         torch.testing.assert_close(model(ids, mask, segments).logits, logits, rtol=0, atol=1e-5)
+    # the gradient grows by 1 / factor, so Adam's steps (about the rate each) are larger relative to the table
+    assert gradient.abs().max() > 0
+    torch.testing.assert_close(word_gradient(), gradient / factor, rtol=1e-3, atol=1e-9)
     with torch.no_grad():
         embeddings.word_embeddings.weight.zero_()
     with pytest.raises(UserError, match="all zero"):
