@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import torch
 
-from small_berts import load_small_berts, summary_lines  # benchmarks/small_berts.py, beside this script
+from small_berts import load_small_berts, subset_option, summary_lines  # benchmarks/small_berts.py, beside this script
 
 ARMS = ("random", "pretrained", "new-attention", "rescaled", "shipped")
 
@@ -62,12 +62,7 @@ def main(n_seeds: int, chosen: tuple[str, ...] = ARMS) -> None:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    chosen = ARMS
-    if "--arms" in arguments:
-        at = arguments.index("--arms")
-        chosen = tuple(arguments[at + 1].split(","))
-        del arguments[at:at + 2]
-        if "random" not in chosen or not set(chosen) <= set(ARMS):
-            raise SystemExit(f"--arms takes a comma-separated subset of {','.join(ARMS)} that includes random "
-                             "(every other arm is compared with it)")
+    chosen = subset_option(arguments, "--arms", ARMS)
+    if "random" not in chosen:
+        raise SystemExit("--arms must include random: every other arm is compared with it")
     main(int(arguments[0]) if arguments else 10, chosen)

@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from small_berts import load_small_berts  # benchmarks/small_berts.py, beside this script
+from small_berts import load_small_berts, subset_option  # benchmarks/small_berts.py, beside this script
 
 WEIGHTS = ("random", "pretrained", "new-attention", "rescaled", "shipped")
 RATES = (3e-4, 5e-4, 1e-3, 3e-3)
@@ -66,9 +66,4 @@ def main(kinds: tuple[str, ...] = WEIGHTS) -> None:
 
 
 if __name__ == "__main__":
-    chosen = WEIGHTS
-    if "--weights" in sys.argv:
-        chosen = tuple(sys.argv[sys.argv.index("--weights") + 1].split(","))
-        if not set(chosen) <= set(WEIGHTS):
-            raise SystemExit(f"--weights takes a comma-separated subset of {','.join(WEIGHTS)}")
-    main(chosen)
+    main(subset_option(sys.argv[1:], "--weights", WEIGHTS))

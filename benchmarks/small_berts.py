@@ -45,6 +45,19 @@ def load_small_berts() -> SmallBerts:
     return SmallBerts(folders, load_fast_tokenizer(shipped), BertConfig.from_pretrained(shipped))
 
 
+def subset_option(arguments: list[str], option: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The comma-separated names after ``option`` in ``arguments`` (both removed from the list,
+    so positional arguments stay), checked against ``allowed``; all of ``allowed`` without it."""
+    if option not in arguments:
+        return allowed
+    at = arguments.index(option)
+    chosen = tuple(arguments[at + 1].split(",")) if at + 1 < len(arguments) else ()
+    del arguments[at:at + 2]
+    if not chosen or not set(chosen) <= set(allowed):
+        raise SystemExit(f"{option} takes a comma-separated subset of {','.join(allowed)}")
+    return chosen
+
+
 def summary_lines(tests: dict[str, list[float]], pairs: Iterable[tuple[str, str]]) -> list[str]:
     """Each arm's mean and standard deviation of test accuracy over the seeds, then for each
     ``(arm, reference)`` pair the paired difference of their accuracies, seed by seed, in points:
