@@ -8,7 +8,7 @@ pooler weights; Sentence-BERT's pooling, with which all-MiniLM-L6-v2 was trained
 of them back without re-initialising anything. This script fine-tunes each kind of weights with both
 poolings, seeds 0 to n-1, on chapter 5's quick splits (2,000 train, 200 validation, 1,000 test
 reviews), every kind with its own schedule from ``SMALL_BERT_SCHEDULES`` (chosen on validation with
-``[CLS]`` pooling; the pooling itself is not swept), and prints validation and test accuracy per seed
+``[CLS]`` pooling; ``--sweep`` chooses one for mean pooling), and prints validation and test accuracy per seed
 and the paired differences. Mean pooling is defined here, not in the package: it does not change
 what chapter 5 concludes (see the stored output).
 
@@ -68,6 +68,15 @@ def parse_arm(arm: str) -> tuple[str, str, tuple[int, float] | None]:
                          f"pooling cls or mean") from None
 
 
+def new_classifier(small_berts, arm: str):
+    """A new classifier on the arm's kind of weights, reading its pooling; seed first."""
+    kind, pooling, _ = parse_arm(arm)
+    model = small_berts.classifier(kind)
+    if pooling == "mean":
+        model.forward = types.MethodType(mean_pooled_forward, model)
+    return model
+
+
 def main(n_seeds: int, chosen: tuple[str, ...], sweep: bool = False) -> None:
     from bertedu.finetuning import encode_splits, finetune_settings, run_finetuning, sentiment_splits, small_bert_settings
     from bertedu.settings import seed_everything
@@ -95,9 +104,7 @@ def main(n_seeds: int, chosen: tuple[str, ...], sweep: bool = False) -> None:
             for epochs in (2, 4):
                 for rate in RATES:
                     seed_everything(0)
-                    model = small_berts.classifier(parse_arm(arm)[0])
-                    if parse_arm(arm)[1] == "mean":
-                        model.forward = types.MethodType(mean_pooled_forward, model)
+                    model = new_classifier(small_berts, arm)
                     run = replace(schedules[arm], epochs=epochs, learning_rate=rate, seed=0)
                     result = run_finetuning(model, train_set, validation_set, test_set, run, pad_id=tokenizer.pad_token_id,
                                             device=torch.device("cpu"), progress=False)
@@ -113,11 +120,8 @@ def main(n_seeds: int, chosen: tuple[str, ...], sweep: bool = False) -> None:
     for seed in range(n_seeds):
         row = []
         for arm in chosen:
-            kind, pooling, _ = parse_arm(arm)
             seed_everything(seed)
-            model = small_berts.classifier(kind)
-            if pooling == "mean":
-                model.forward = types.MethodType(mean_pooled_forward, model)
+            model = new_classifier(small_berts, arm)
             result = run_finetuning(model, train_set, validation_set, test_set, replace(schedules[arm], seed=seed),
                                     pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
             tests[arm].append(result.scores.accuracy)
