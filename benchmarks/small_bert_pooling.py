@@ -29,9 +29,10 @@ from dataclasses import replace
 
 import torch
 
+from bertedu.finetuning import SMALL_BERT_SCHEDULES
 from small_berts import load_small_berts, summary_lines  # benchmarks/small_berts.py, beside this script
 
-KINDS = ("random", "pretrained", "new-attention", "rescaled", "shipped")
+KINDS = tuple(SMALL_BERT_SCHEDULES)  # random, pretrained, new-attention, rescaled, shipped
 POOLINGS = ("cls", "mean")
 DEFAULT_ARMS = ("random:cls", "random:mean", "pretrained:mean", "new-attention:cls", "new-attention:mean",
                 "rescaled:mean")
