@@ -29,10 +29,8 @@ from dataclasses import replace
 
 import torch
 
-from bertedu.finetuning import SMALL_BERT_SCHEDULES
-from small_berts import load_small_berts, summary_lines  # benchmarks/small_berts.py, beside this script
+from small_berts import KINDS, load_small_berts, summary_lines  # benchmarks/small_berts.py, beside this script
 
-KINDS = tuple(SMALL_BERT_SCHEDULES)  # random, pretrained, new-attention, rescaled, shipped
 POOLINGS = ("cls", "mean")
 DEFAULT_ARMS = ("random:cls", "random:mean", "pretrained:mean", "new-attention:cls", "new-attention:mean",
                 "rescaled:mean")

@@ -25,9 +25,9 @@ from dataclasses import replace
 
 import torch
 
-from small_berts import load_small_berts, subset_option, summary_lines  # benchmarks/small_berts.py, beside this script
+from small_berts import KINDS, load_small_berts, subset_option, summary_lines  # benchmarks/small_berts.py, beside this script
 
-ARMS = ("random", "pretrained", "new-attention", "rescaled", "shipped")
+ARMS = KINDS
 
 
 def main(n_seeds: int, chosen: tuple[str, ...] = ARMS) -> None:

@@ -26,9 +26,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from small_berts import load_small_berts, subset_option  # benchmarks/small_berts.py, beside this script
+from small_berts import KINDS, load_small_berts, subset_option  # benchmarks/small_berts.py, beside this script
 
-WEIGHTS = ("random", "pretrained", "new-attention", "rescaled", "shipped")
+WEIGHTS = KINDS
 RATES = (3e-4, 5e-4, 1e-3, 3e-3)
 
 

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertedu.finetuning import SMALL_BERT_SCHEDULES
+
+KINDS = tuple(SMALL_BERT_SCHEDULES)  # random, pretrained, new-attention, rescaled, shipped: every script's arms
+
 
 @dataclass
 class SmallBerts:
