@@ -47,7 +47,7 @@ from unittest import mock
 
 import torch
 
-from small_berts import subset_option  # benchmarks/small_berts.py, beside this script
+from small_berts import paired_difference, subset_option  # benchmarks/small_berts.py, beside this script
 
 VARIANTS = ("chapter 4 now", "local layer 1 only", "local head 1 only", "small positions", "medium positions",
             "task reviews")
@@ -59,13 +59,13 @@ def identity_start(model, layers: set[int] | None = None, heads: set[int] | None
     (None: all) and only on the output rows of ``heads`` (None: all); other rows stay random."""
     config = model.config
     d = config.hidden_size // config.num_attention_heads
+    eye = torch.eye(config.hidden_size)
     with torch.no_grad():
         for index, layer in enumerate(model.bert.encoder.layer):
             if layers is not None and index not in layers:
                 continue
             for linear in (layer.attention.self.query, layer.attention.self.key):
                 weight = torch.randn_like(linear.weight) * config.initializer_range  # (H, H)
-                eye = torch.eye(config.hidden_size)
                 for head in range(config.num_attention_heads) if heads is None else heads:
                     weight[head * d:(head + 1) * d] += eye[head * d:(head + 1) * d]
                 linear.weight.copy_(weight)
@@ -105,9 +105,8 @@ def variant_patches(name: str, pretraining) -> list:
 def paired(tests: list[float], reference: list[float]) -> str:
     if not tests:
         return "not run"
-    gains = [100 * (t - r) for t, r in zip(tests, reference)]
-    se = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
-    return f"{statistics.mean(tests):6.1%} {statistics.mean(gains):+5.1f} ({se:.1f})"
+    mean, se, _, _ = paired_difference(tests, reference)
+    return f"{statistics.mean(tests):6.1%} {mean:+5.1f} ({se:.1f})"
 
 
 def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = ARMS) -> None:
@@ -135,12 +134,11 @@ def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = A
                 for patch in patches:
                     patch.stop()
             seconds, final = time.perf_counter() - started, run.history.evals[-1]
-            tokenizer, config = load_fast_tokenizer(folder), BertConfig.from_pretrained(folder)
-            schedules = {"random": small_bert_settings(base, config.max_position_embeddings, "random"),
-                         "as saved": small_bert_settings(base, config.max_position_embeddings, "pretrained"),
-                         "rescaled": small_bert_settings(base, config.max_position_embeddings, "rescaled")}
-            splits = encode_splits(tokenizer, sentiment_splits(base), schedules["random"].truncation)
-            if not rows:
+            if not rows:  # every variant has the same vocabulary and config: encode the splits once
+                tokenizer, config = load_fast_tokenizer(folder), BertConfig.from_pretrained(folder)
+                schedules = {arm: small_bert_settings(base, config.max_position_embeddings, kind)
+                             for arm, kind in (("random", "random"), ("as saved", "pretrained"), ("rescaled", "rescaled"))}
+                splits = encode_splits(tokenizer, sentiment_splits(base), schedules["random"].truncation)
                 print(f"quick run: {quick.training.max_steps} steps x {quick.training.batch_size} pairs x "
                       f"{quick.max_seq_length} tokens; chapter 5's small BERT, "
                       f"{schedules['random'].truncation.describe()}; " + "; ".join(

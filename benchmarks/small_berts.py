@@ -62,6 +62,14 @@ def subset_option(arguments: list[str], option: str, allowed: tuple[str, ...]) -
     return chosen
 
 
+def paired_difference(tests: list[float], reference: list[float]) -> tuple[float, float, float, float]:
+    """Seed by seed, ``tests`` minus ``reference`` (accuracies, 0-1) in points: the mean, its standard
+    error (nan for one seed), the smallest and the largest difference."""
+    gains = [100 * (t - r) for t, r in zip(tests, reference)]
+    se = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
+    return statistics.mean(gains), se, min(gains), max(gains)
+
+
 def summary_lines(tests: dict[str, list[float]], pairs: Iterable[tuple[str, str]]) -> list[str]:
     """Each arm's mean and standard deviation of test accuracy over the seeds, then for each
     ``(arm, reference)`` pair the paired difference of their accuracies, seed by seed, in points:
@@ -70,8 +78,7 @@ def summary_lines(tests: dict[str, list[float]], pairs: Iterable[tuple[str, str]
     lines = [f"{name:{width}s} test accuracy: mean {statistics.mean(accuracies):.1%}, "
              f"standard deviation {100 * statistics.stdev(accuracies):.1f} points" for name, accuracies in tests.items()]
     for name, reference in pairs:
-        gains = [100 * (s - r) for r, s in zip(tests[reference], tests[name])]
-        se = statistics.stdev(gains) / len(gains) ** 0.5
-        lines.append(f"paired difference {name} - {reference}: mean {statistics.mean(gains):+.1f} points, "
-                     f"standard error {se:.1f}, smallest {min(gains):+.1f}, largest {max(gains):+.1f}")
+        mean, se, smallest, largest = paired_difference(tests[name], tests[reference])
+        lines.append(f"paired difference {name} - {reference}: mean {mean:+.1f} points, "
+                     f"standard error {se:.1f}, smallest {smallest:+.1f}, largest {largest:+.1f}")
     return lines
