@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from small_berts import paired_difference  # benchmarks/small_berts.py, beside this script
+
 
 def main(n_seeds: int) -> None:
     from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
@@ -83,10 +85,9 @@ def main(n_seeds: int) -> None:
         lines.append(f"{name:24s} test accuracy: mean {statistics.mean(accuracies):.1%}, "
                      f"standard deviation {100 * statistics.stdev(accuracies):.1f} points")
     for name in list(arms)[1:]:
-        gains = [100 * (s - r) for r, s in zip(tests["random weights"], tests[name])]
-        se = statistics.stdev(gains) / len(gains) ** 0.5
-        lines.append(f"paired difference {name} - random: mean {statistics.mean(gains):+.1f} points, "
-                     f"standard error {se:.1f}, smallest {min(gains):+.1f}, largest {max(gains):+.1f}")
+        mean, se, smallest, largest = paired_difference(tests[name], tests["random weights"])
+        lines.append(f"paired difference {name} - random: mean {mean:+.1f} points, "
+                     f"standard error {se:.1f}, smallest {smallest:+.1f}, largest {largest:+.1f}")
     print("\n".join(lines[-5:]))
     (Path(__file__).resolve().parent / "mlm_bias_prior.txt").write_text("\n".join(lines) + "\n")
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import torch
 
-from small_berts import load_small_berts  # benchmarks/small_berts.py, beside this script
+from small_berts import load_small_berts, paired_difference  # benchmarks/small_berts.py, beside this script
 
 ARMS = ("random", "new-attention", "shipped")
 SIZES = (200, 500, 1_000)
@@ -47,16 +47,15 @@ def main(n_seeds: int) -> None:
                 model = small_berts.classifier(weights)
                 result = run_finetuning(model, train_set[:n], validation_set, test_set, replace(settings, seed=seed),
                                         pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
-                tests[weights].append(100 * result.scores.accuracy)
+                tests[weights].append(result.scores.accuracy)
         print(f"{n:,} labelled reviews")
         for weights, accuracies in tests.items():
-            print(f"  {weights:13s} " + " ".join(f"{a:5.1f}" for a in accuracies)
-                  + f"   mean {statistics.mean(accuracies):5.1f}")
+            print(f"  {weights:13s} " + " ".join(f"{100 * a:5.1f}" for a in accuracies)
+                  + f"   mean {100 * statistics.mean(accuracies):5.1f}")
         for weights in ARMS[1:]:
-            gains = [a - r for r, a in zip(tests["random"], tests[weights])]
-            se = statistics.stdev(gains) / len(gains) ** 0.5
-            print(f"  {weights} - random: mean {statistics.mean(gains):+.1f} points, standard error {se:.1f}, "
-                  f"smallest {min(gains):+.1f}, largest {max(gains):+.1f}", flush=True)
+            mean, se, smallest, largest = paired_difference(tests[weights], tests["random"])
+            print(f"  {weights} - random: mean {mean:+.1f} points, standard error {se:.1f}, "
+                  f"smallest {smallest:+.1f}, largest {largest:+.1f}", flush=True)
 
 
 if __name__ == "__main__":
