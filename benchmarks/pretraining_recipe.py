@@ -33,10 +33,11 @@ HERE = Path(__file__).resolve().parent
 # Every override is explicit (LayerNorm placement, dropout, the MLM bias's start), so a row
 # measures the same thing whatever the chapter's own settings (the base) are. The chapter used
 # the one-cycle row from 2026-12-03, the log-prior row from 2026-12-06 (morning) and the
-# local-attention row since; "chapter 4 before" is the setting it used first (pre-LN, lr 3e-3).
+# local-attention row from 2026-12-06 (positions at 0.1) and the "local, 0.05" row since
+# 2026-12-07; "chapter 4 before" is the setting it used first (pre-LN, lr 3e-3).
 # The two rows after the local-attention one start only one half of it ("init" holds the
-# arguments of init_local_attention; position_std None keeps BERT's random positions,
-# query_key_scale 0 its random query and key matrices).
+# arguments of init_local_attention, every one explicit; position_std None keeps BERT's random
+# positions, query_key_scale 0 its random query and key matrices).
 POST_LN = dict(pre_layer_norm=False, dropout=0.0, mlm_bias_prior=False, local_attention=False)
 PRE_LN = dict(pre_layer_norm=True, dropout=0.0, mlm_bias_prior=False, local_attention=False)
 PRIOR = POST_LN | dict(mlm_bias_prior=True)
@@ -51,11 +52,13 @@ ROWS = [
     ("chapter 4 before", "pre-LN, no dropout, lr 3e-3 (until 2026-12-03)", PRE_LN, 3e-3, 0.1),
     ("log-prior bias", "one-cycle, MLM bias starts at log frequencies", PRIOR, 2e-3, 0.5),
     ("prior, higher lr", "as log-prior bias, peak lr 4e-3", PRIOR, 4e-3, 0.5),
-    ("local attention", "log-prior, attention starts at the neighbours (now)", PRIOR | dict(local_attention=True),
-     2e-3, 0.5),
-    ("sinusoids only", "log-prior, sinusoidal positions, random Q and K", PRIOR | dict(init=dict(query_key_scale=0.0)),
-     2e-3, 0.5),
+    ("local attention", "log-prior, attention starts at the neighbours (0.1)",
+     PRIOR | dict(init=dict(position_std=0.1)), 2e-3, 0.5),
+    ("sinusoids only", "log-prior, sinusoidal positions, random Q and K",
+     PRIOR | dict(init=dict(position_std=0.1, query_key_scale=0.0)), 2e-3, 0.5),
     ("Q = K = I only", "log-prior, Q = K = I + noise, random positions", PRIOR | dict(init=dict(position_std=None)),
+     2e-3, 0.5),
+    ("local, 0.05", "as local attention, positions at 0.05 (now)", PRIOR | dict(init=dict(position_std=0.05)),
      2e-3, 0.5),
 ]
 

@@ -14,22 +14,27 @@ seeds 0..n-1 (quick-mode splits: 2,000 train, 200 validation, 1,000 test reviews
 Random weights of the same shape (row 2, its schedule) run on the same seeds, and every arm is
 reported as its paired mean difference from them. The variants:
 
-* "chapter 4 now": the quick run unchanged (the control, trained again here);
+* "large positions": chapter 4's quick run until 2026-12-07, sinusoidal positions at standard
+  deviation 0.1 (the control of the first table; named "chapter 4 now" there);
 * "local layer 1 only": W_Q = W_K = I + noise in the first layer only (the second starts like
-  BERT, so its `[CLS]` starts by reading the whole review); sinusoidal positions as now;
+  BERT, so its `[CLS]` starts by reading the whole review); sinusoidal positions at 0.1;
 * "local head 1 only": W_Q = W_K = I + noise for the first of the two heads in each layer, the
   second head's rows random (a head free to look anywhere from the start);
 * "small positions": sinusoidal positions at standard deviation 0.02 (BERT's word scale) instead
-  of 0.1, Q = K = I as now (chapter 5's point 1d: the run's embeddings end up larger than BERT's);
-  "medium positions": the same at 0.05;
-* "task reviews": the 3,000 pre-training reviews are chapter 5's 2,000 training reviews (their
-  text, not their labels: task-adaptive pre-training, Gururangan et al. 2020) and 1,000 others; never
-  its validation or test reviews.
+  of 0.1, Q = K = I as before (chapter 5's point 1d: the run's embeddings end up larger than BERT's);
+  "medium positions": the same at 0.05, chapter 4's start since 2026-12-07 (this script's third table);
+* "task reviews": positions at 0.1, and the 3,000 pre-training reviews are chapter 5's 2,000 training
+  reviews (their text, not their labels: task-adaptive pre-training, Gururangan et al. 2020) and
+  1,000 others; never its validation or test reviews.
 
-    BERTEDU_IMDB_ARCHIVE=... python benchmarks/quick_run_levers.py [n_seeds] [--variants a,b] [--arms rescaled]
+    BERTEDU_IMDB_ARCHIVE=... python benchmarks/quick_run_levers.py [n_seeds] [--variants a,b] [--arms rescaled] [--sweep]
 
 ``--variants`` and ``--arms`` run a comma-separated subset (random weights always run: every arm is
-compared with them, seed by seed).
+compared with them, seed by seed). ``--sweep`` first gives each chosen arm of each variant its own
+schedule, as `small_bert_sweep.py` chose chapter 5's: 2 or 4 epochs x 3e-4, 5e-4, 1e-3 (3e-3 left
+out: random weights and chapter 4's earlier run fell to chance there), fine-tuned with seed 0,
+the best validation accuracy wins (the first in that order on a tie); the seeds then run with the
+winner. Random weights keep their schedule (row 2's, from that sweep).
 
 The output of a run is stored next to this file (quick_run_levers.txt). The variants are
 patched into `bertedu.pretraining` for the length of one run (`unittest.mock.patch.object`):
@@ -49,9 +54,10 @@ import torch
 
 from small_berts import paired_difference, subset_option  # benchmarks/small_berts.py, beside this script
 
-VARIANTS = ("chapter 4 now", "local layer 1 only", "local head 1 only", "small positions", "medium positions",
+VARIANTS = ("large positions", "local layer 1 only", "local head 1 only", "small positions", "medium positions",
             "task reviews")
 ARMS = ("as saved", "rescaled")
+SWEEP = tuple((epochs, rate) for epochs in (2, 4) for rate in (3e-4, 5e-4, 1e-3))  # small_bert_sweep.py's, less 3e-3
 
 
 def identity_start(model, layers: set[int] | None = None, heads: set[int] | None = None) -> None:
@@ -76,13 +82,13 @@ def variant_patches(name: str, pretraining) -> list:
     original_init, original_corpus = pretraining.init_local_attention, pretraining.pretraining_corpus
 
     def start(layers=None, heads=None):
-        def init(model, position_std=0.1, query_key_scale=1.0):
-            original_init(model, position_std, 0.0)  # the sinusoidal positions only
+        def init(model, position_std=0.05, query_key_scale=1.0):
+            original_init(model, 0.1, 0.0)  # the sinusoidal positions only, at 0.1 as measured
             identity_start(model, layers, heads)
         return init
 
     def positions(std):
-        return lambda model, position_std=0.1, query_key_scale=1.0: original_init(model, std, query_key_scale)
+        return lambda model, position_std=0.05, query_key_scale=1.0: original_init(model, std, query_key_scale)
 
     def corpus_with_task_text(n_reviews, n_validation, seed=0):
         from bertedu.data import ReviewSet
@@ -92,12 +98,12 @@ def variant_patches(name: str, pretraining) -> list:
         return ReviewSet(list(task) + list(rest)[:n_reviews - len(task)], "train"), validation
 
     patches = {
-        "chapter 4 now": {},
+        "large positions": {"init_local_attention": positions(0.1)},
         "local layer 1 only": {"init_local_attention": start(layers={0})},
         "local head 1 only": {"init_local_attention": start(heads={0})},
         "small positions": {"init_local_attention": positions(0.02)},
         "medium positions": {"init_local_attention": positions(0.05)},
-        "task reviews": {"pretraining_corpus": corpus_with_task_text},
+        "task reviews": {"init_local_attention": positions(0.1), "pretraining_corpus": corpus_with_task_text},
     }[name]
     return [mock.patch.object(pretraining, attribute, value) for attribute, value in patches.items()]
 
@@ -109,7 +115,7 @@ def paired(tests: list[float], reference: list[float]) -> str:
     return f"{statistics.mean(tests):6.1%} {mean:+5.1f} ({se:.1f})"
 
 
-def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = ARMS) -> None:
+def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = ARMS, sweep: bool = False) -> None:
     import bertedu.pretraining as pretraining
     from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
                                     small_bert_classifier, small_bert_settings)
@@ -143,16 +149,31 @@ def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = A
                       f"{quick.max_seq_length} tokens; chapter 5's small BERT, "
                       f"{schedules['random'].truncation.describe()}; " + "; ".join(
                           f"{arm}: {s.epochs} epochs at {s.learning_rate:g}" for arm, s in schedules.items()))
+
+            def fine_tune(arm: str, seed: int, schedule):
+                seed_everything(seed)
+                model = small_bert_classifier(config, None if arm == "random" else folder,
+                                              new_attention=arm == "rescaled", rescale=arm == "rescaled")
+                return run_finetuning(model, *splits, replace(schedule, seed=seed),
+                                      pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
+
+            chosen_schedules = dict(schedules)
+            for arm in chosen_arms if sweep else ():
+                best = None
+                for epochs, rate in SWEEP:  # seed 0, validation only: the test reviews stay untouched
+                    schedule = replace(schedules[arm], epochs=epochs, learning_rate=rate)
+                    accuracy = fine_tune(arm, 0, schedule).history.best["accuracy"]
+                    print(f"  {name}, {arm}, sweep: {epochs} epochs at {rate:g}: {accuracy:.1%} val", flush=True)
+                    if best is None or accuracy > best[0]:
+                        best = (accuracy, schedule)
+                chosen_schedules[arm] = best[1]
+                print(f"  {name}, {arm}: {best[1].epochs} epochs at {best[1].learning_rate:g} won", flush=True)
             tests: dict[str, list[float]] = {arm: [] for arm in ARMS}
             for seed in range(n_seeds):
                 arms = (("random",) if len(random_tests) <= seed else ()) + chosen_arms
                 line = []
                 for arm in arms:
-                    seed_everything(seed)
-                    model = small_bert_classifier(config, None if arm == "random" else folder,
-                                                  new_attention=arm == "rescaled", rescale=arm == "rescaled")
-                    result = run_finetuning(model, *splits, replace(schedules[arm], seed=seed),
-                                            pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
+                    result = fine_tune(arm, seed, chosen_schedules[arm])
                     (random_tests if arm == "random" else tests[arm]).append(result.scores.accuracy)
                     line.append(f"{arm} {result.history.best['accuracy']:.1%} val {result.scores.accuracy:.1%} test")
                 print(f"  {name}, seed {seed}: " + "; ".join(line), flush=True)
@@ -168,4 +189,6 @@ if __name__ == "__main__":
     arguments = sys.argv[1:]
     chosen = subset_option(arguments, "--variants", VARIANTS)
     chosen_arms = subset_option(arguments, "--arms", ARMS)
-    main(int(arguments[0]) if arguments else 5, chosen, chosen_arms)
+    sweep = "--sweep" in arguments
+    arguments = [a for a in arguments if a != "--sweep"]
+    main(int(arguments[0]) if arguments else 5, chosen, chosen_arms, sweep)

@@ -504,13 +504,21 @@ def test_fine_tuning_minilm_on_real_reviews(imdb, tokenizer):
 
 
 def test_small_bert_schedules_are_the_sweeps_winners():
-    """SMALL_BERT_SCHEDULES must hold what benchmarks/small_bert_sweep.txt chose on validation."""
+    """SMALL_BERT_SCHEDULES must hold what benchmarks/small_bert_sweep.txt chose on validation,
+    and for chapter 4's run ("pretrained": as saved, "rescaled") what quick_run_levers.txt's
+    sweeps chose on that run as it is today (positions at 0.05)."""
     import re
     from pathlib import Path
 
     from bertedu.finetuning import SMALL_BERT_SCHEDULES
 
-    sweep = (Path(__file__).resolve().parents[1] / "benchmarks" / "small_bert_sweep.txt").read_text()
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    sweep = (benchmarks / "small_bert_sweep.txt").read_text()
     winners = {weights: (int(epochs), float(rate)) for weights, epochs, rate in
                re.findall(r"best on validation, ([\w-]+): (\d+) epochs, lr ([\d.e-]+)", sweep)}
+    levers = re.findall(r"medium positions, (as saved|rescaled): (\d+) epochs at ([\d.e-]+) won",
+                        (benchmarks / "quick_run_levers.txt").read_text())
+    assert sorted(arm for arm, _, _ in levers) == ["as saved", "rescaled"], levers
+    for arm, epochs, rate in levers:
+        winners["pretrained" if arm == "as saved" else "rescaled"] = (int(epochs), float(rate))
     assert winners == SMALL_BERT_SCHEDULES
