@@ -81,14 +81,15 @@ def variant_patches(name: str, pretraining) -> list:
     """The patches of ``bertedu.pretraining`` that make chapter 4's quick run into variant ``name``."""
     original_init, original_corpus = pretraining.init_local_attention, pretraining.pretraining_corpus
 
+    # The stand-ins ignore the package's arguments (chapter 4 passes none): each variant sets its own.
     def start(layers=None, heads=None):
-        def init(model, position_std=0.05, query_key_scale=1.0):
+        def init(model, *_, **__):
             original_init(model, 0.1, 0.0)  # the sinusoidal positions only, at 0.1 as measured
             identity_start(model, layers, heads)
         return init
 
     def positions(std):
-        return lambda model, position_std=0.05, query_key_scale=1.0: original_init(model, std, query_key_scale)
+        return lambda model, *_, **__: original_init(model, std, 1.0)  # W_Q = W_K = I + noise, as in chapter 4
 
     def corpus_with_task_text(n_reviews, n_validation, seed=0):
         from bertedu.data import ReviewSet

@@ -632,7 +632,7 @@ def resolve_checkpoint(name: str) -> Path:
 def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, output_dir: str | Path | None = None,
                         checkpoint_dir: str | Path | None = None, progress: bool = True,
                         device: torch.device | None = None, log: Callable[[str], None] = print,
-                        peft: PeftConfig | None = None) -> FinetuningRun:
+                        peft: PeftConfig | None = None, fresh_attention: bool = False) -> FinetuningRun:
     """Fine-tune a BERT checkpoint folder for IMDb sentiment: ``bertedu finetune`` in Python.
 
     Loads the checkpoint with a new classifier head, reads the chapter's splits the way the
@@ -640,14 +640,27 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
     ``run_finetuning`` and, with ``output_dir``, saves the classifier folder that
     ``SentimentClassifier.from_pretrained`` and ``bertedu predict`` load. With ``peft``
     (chapter 5b: LoRA, adapters or BitFit), only that method's parameters train and only
-    they are saved, with the base checkpoint named in their config.
+    they are saved, with the base checkpoint named in their config. ``fresh_attention``:
+    chapter 5's point 1c before training, the encoder's attention drawn again
+    (``reinitialize_attention``) and its embedding tables scaled to BERT's initial size
+    (``rescale_embeddings``), as ``small_bert_classifier(..., new_attention=True, rescale=True)``
+    does after the same seed; a full fine-tune only (a PEFT method would save changes to weights
+    its base checkpoint does not hold).
     """
     from bertedu.tokenization import find_vocab, load_fast_tokenizer
 
+    if fresh_attention and peft is not None:
+        raise UserError("fresh attention changes the base model's weights, which a PEFT method does not save: "
+                        "use it with a full fine-tune (--method full).")
     checkpoint = Path(checkpoint)
     device = device or select_device()
     seed_everything(settings.seed)
     model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    if fresh_attention:
+        reinitialize_attention(model)
+        factor = rescale_embeddings(model)
+        log(f"New attention in all {model.config.num_hidden_layers} layers; embedding tables scaled by {factor:.3f} "
+            f"(chapter 5, point 1c).")
     if peft is not None:
         from bertedu.parameter_efficient import apply_method
 

@@ -273,8 +273,10 @@ def init_local_attention(model: BertForPreTraining, position_std: float | None =
 
     Neither helps alone; together (positions at 0.1) they lift chapter 4's 600-step MLM
     accuracy from 11.4% to 17.6% (``benchmarks/pretraining_recipe.txt``). The default 0.05
-    keeps most of that gain and fine-tunes as well as random weights in chapter 5, where 0.1
-    does not (``benchmarks/quick_run_levers.txt``). Both are starting values only: training
+    keeps most of that gain (16.9%), and in chapter 5 the run, its attention drawn again and
+    its embedding tables rescaled (point 1c), fine-tunes as well as random weights, where a
+    run at 0.1 stays behind (``benchmarks/quick_run_levers.txt``; as saved, both stay far
+    behind). Both are starting values only: training
     changes them like any other weight, and the model saves and loads as an ordinary BERT.
     """
     if (position_std is not None and not position_std > 0) or not query_key_scale >= 0:

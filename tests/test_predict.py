@@ -237,3 +237,56 @@ def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_a
     assert (seen[1].truncation, seen[1].epochs, seen[1].learning_rate) == (
         shipped.truncation, shipped.epochs, shipped.learning_rate) == (expected.truncation, 2, 1e-3)
     assert seen[2].epochs == 1 and seen[2].learning_rate == expected.learning_rate
+
+
+def test_finetune_command_fresh_attention_is_chapter5_point_1c(tmp_path, imdb_archive, monkeypatch, capsys):
+    """`--fresh-attention` starts from the model chapter 5's point 1c builds (the same seed, the same
+    weights: `small_bert_classifier(..., new_attention=True, rescale=True)`) with the "rescaled"
+    schedule; without it the saved attention is kept. Training is replaced: only the start is checked."""
+    import bertedu.commands.finetune as finetune_command
+    import bertedu.finetuning as finetuning
+    from bertedu.settings import seed_everything
+
+    monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
+    start = tmp_path / "small"
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128)
+    torch.manual_seed(3)
+    saved = BertModel(config)
+    with torch.no_grad():
+        saved.embeddings.word_embeddings.weight.mul_(4)  # a pre-trained table, larger than BERT's 0.02
+    saved.save_pretrained(start)
+    write_vocab(start)
+    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name: start)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_finetune(model, train_examples, validation_examples, settings, **kwargs):
+        seen.append((model, settings))
+        raise Stop
+
+    monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    monkeypatch.setattr(finetuning, "SMALL_BERT_SCHEDULES", {"random": (4, 3e-4), "pretrained": (3, 2e-3),
+                                                             "rescaled": (2, 7e-4), "shipped": (2, 1e-3)})
+    for extra in (["--fresh-attention"], []):
+        with pytest.raises(Stop):
+            cli.main(["finetune", "--quick", "--checkpoint", "small", "--n-train", "16", "--fresh", *extra])
+    (fresh, fresh_settings), (plain, plain_settings) = seen
+    assert (fresh_settings.epochs, fresh_settings.learning_rate) == (2, 7e-4)
+    assert (plain_settings.epochs, plain_settings.learning_rate) == (3, 2e-3)
+    assert "New attention in all 2 layers" in capsys.readouterr().out
+    seed_everything(fresh_settings.seed)
+    reference = finetuning.small_bert_classifier(config, start, new_attention=True, rescale=True)
+    for (name, a), b in zip(reference.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name  # the notebook's recipe, weight for weight
+    query = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(plain.state_dict()[query], saved.state_dict()["encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(fresh.state_dict()[query], plain.state_dict()[query])
+    words = fresh.bert.embeddings.word_embeddings.weight
+    assert words.pow(2).mean().sqrt().item() == pytest.approx(config.initializer_range, rel=1e-4)
+    # A PEFT method saves only its own parameters, so it cannot keep new attention: refused at once.
+    code = cli.main(["finetune", "--quick", "--checkpoint", "small", "--method", "lora", "--fresh-attention"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--fresh-attention" in err and "--method full" in err and len(err.strip().splitlines()) == 1

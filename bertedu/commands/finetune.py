@@ -34,6 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="BERT to start from: 'default' (embedded all-MiniLM-L6-v2), 'small' (chapter 4's "
                              "model), 'shipped' (the small BERT shipped with the package) or a checkpoint "
                              "folder (config.json, weights, vocab.txt)")
+    parser.add_argument("--fresh-attention", action="store_true",
+                        help="before training, draw the encoder's attention again and scale its embedding tables "
+                             "to BERT's initial size (chapter 5, point 1c: what brings chapter 4's quick run level "
+                             "with random weights); with 'small', that recipe's own epochs and rate")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"where the fine-tuned model goes (default: data/checkpoints/{MODEL_NAME})")
     parser.add_argument("--epochs", type=int, default=None, help="override the mode's number of epochs")
@@ -53,11 +57,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bertedu.settings import describe_run, mode_name
 
+    if args.fresh_attention and args.method != "full":  # before anything is read or written
+        raise UserError("--fresh-attention changes the base model's weights, which --method "
+                        f"{args.method} does not save: use it with --method full.")
     checkpoint = resolve_checkpoint(args.checkpoint)
     settings = finetune_settings(args.quick)
     if args.checkpoint in ("small", "shipped"):  # each with its own validation-chosen epochs and rate
+        kind = "shipped" if args.checkpoint == "shipped" else "rescaled" if args.fresh_attention else "pretrained"
         settings = small_bert_settings(settings, BertConfig.from_pretrained(checkpoint).max_position_embeddings,
-                                       weights="pretrained" if args.checkpoint == "small" else "shipped")
+                                       weights=kind)
     for name, value in (("epochs", args.epochs), ("n_train", args.n_train), ("learning_rate", args.learning_rate)):
         if value is not None:
             if value <= 0:
@@ -72,11 +80,14 @@ def run(args: argparse.Namespace) -> int:
     for check in (checkpoint_folder, BertConfig.from_pretrained, find_vocab):  # before the run folder is touched
         check(checkpoint)
     method = {"method": args.method, "rank": peft.rank} if args.method != "full" else {}  # full runs resume as before
+    if args.fresh_attention:  # another starting model: a run folder of the plain start is not resumed with it
+        method["fresh_attention"] = True
     prepare_run_dir(run_dir, {"checkpoint": str(checkpoint.resolve()), **asdict(settings), **method}, args.fresh)
     describe_run(quick=args.quick)
     started = time.perf_counter()
     result = finetune_checkpoint(checkpoint, settings, output_dir=output, checkpoint_dir=run_dir,
-                                 progress=not args.no_progress, peft=None if args.method == "full" else peft)
+                                 progress=not args.no_progress, peft=None if args.method == "full" else peft,
+                                 fresh_attention=args.fresh_attention)
     minutes = (time.perf_counter() - started) / 60
     print(f"Best validation accuracy {result.history.best['accuracy']:.1%} (step {int(result.history.best['step'])}).")
     print(f"Test: {settings.n_test} reviews, {minutes:.1f} minutes in all\n{result.scores.report()}")
