@@ -202,10 +202,30 @@ def test_finetune_command_saves_a_model_that_predict_uses(tmp_path, capsys, imdb
     assert code == 2 and "other settings" in capsys.readouterr().err
 
 
+class StopBeforeTraining(Exception):
+    """Raised by the stand-in for `finetuning.finetune` that `stop_before_training` installs."""
+
+
+def stop_before_training(monkeypatch, start) -> list:
+    """Make `bertedu finetune` resolve every checkpoint name to the folder ``start`` and stop at
+    the start of training; the returned list collects each run's (model, settings) there."""
+    import bertedu.commands.finetune as finetune_command
+    import bertedu.finetuning as finetuning
+
+    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name: start)
+    seen = []
+
+    def fake_finetune(model, train_examples, validation_examples, settings, **kwargs):
+        seen.append((model, settings))
+        raise StopBeforeTraining
+
+    monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    return seen
+
+
 def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_archive, monkeypatch):
     """`--checkpoint small` and `--checkpoint shipped` train with `small_bert_settings` (fitted
     truncation, each its own epochs and rate); explicit flags still win. Training itself is replaced: only the settings are checked."""
-    import bertedu.commands.finetune as finetune_command
     import bertedu.finetuning as finetuning
 
     monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path / "data"))
@@ -213,23 +233,14 @@ def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_a
     BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=32, max_position_embeddings=128)).save_pretrained(start)
     write_vocab(start)
-    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name: start)
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_finetune(model, train_examples, validation_examples, settings, **kwargs):
-        seen.append(settings)
-        raise Stop
-
-    monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    runs = stop_before_training(monkeypatch, start)
     # distinct schedules, so the test sees which one each name gets (the sweep's winners may coincide)
     monkeypatch.setattr(finetuning, "SMALL_BERT_SCHEDULES", {"random": (4, 3e-4), "pretrained": (3, 2e-3),
                                                              "shipped": (2, 1e-3)})
     for name, extra in (("small", []), ("shipped", []), ("small", ["--epochs", "1"])):
-        with pytest.raises(Stop):
+        with pytest.raises(StopBeforeTraining):
             cli.main(["finetune", "--quick", "--checkpoint", name, "--n-train", "16", "--fresh", *extra])
+    seen = [settings for _, settings in runs]
     expected = finetuning.small_bert_settings(finetuning.finetune_settings(quick=True), 128, weights="pretrained")
     assert (seen[0].truncation, seen[0].epochs, seen[0].learning_rate) == (
         expected.truncation, expected.epochs, expected.learning_rate)
@@ -243,7 +254,6 @@ def test_finetune_command_fresh_attention_is_chapter5_point_1c(tmp_path, imdb_ar
     """`--fresh-attention` starts from the model chapter 5's point 1c builds (the same seed, the same
     weights: `small_bert_classifier(..., new_attention=True, rescale=True)`) with the "rescaled"
     schedule; without it the saved attention is kept. Training is replaced: only the start is checked."""
-    import bertedu.commands.finetune as finetune_command
     import bertedu.finetuning as finetuning
     from bertedu.settings import seed_everything
 
@@ -257,21 +267,11 @@ def test_finetune_command_fresh_attention_is_chapter5_point_1c(tmp_path, imdb_ar
         saved.embeddings.word_embeddings.weight.mul_(4)  # a pre-trained table, larger than BERT's 0.02
     saved.save_pretrained(start)
     write_vocab(start)
-    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name: start)
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_finetune(model, train_examples, validation_examples, settings, **kwargs):
-        seen.append((model, settings))
-        raise Stop
-
-    monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    seen = stop_before_training(monkeypatch, start)
     monkeypatch.setattr(finetuning, "SMALL_BERT_SCHEDULES", {"random": (4, 3e-4), "pretrained": (3, 2e-3),
                                                              "rescaled": (2, 7e-4), "shipped": (2, 1e-3)})
     for extra in (["--fresh-attention"], []):
-        with pytest.raises(Stop):
+        with pytest.raises(StopBeforeTraining):
             cli.main(["finetune", "--quick", "--checkpoint", "small", "--n-train", "16", "--fresh", *extra])
     (fresh, fresh_settings), (plain, plain_settings) = seen
     assert (fresh_settings.epochs, fresh_settings.learning_rate) == (2, 7e-4)
