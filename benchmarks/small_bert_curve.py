@@ -57,7 +57,7 @@ def main(n_seeds: int, chosen: tuple[str, ...] = ARMS) -> None:
         for weights, accuracies in tests.items():
             print(f"  {weights:13s} " + " ".join(f"{100 * a:5.1f}" for a in accuracies)
                   + f"   mean {100 * statistics.mean(accuracies):5.1f}")
-        for weights in [w for w in chosen if w != "random" and "random" in chosen]:
+        for weights in [w for w in chosen if w != "random"] if "random" in chosen else []:
             mean, se, smallest, largest = paired_difference(tests[weights], tests["random"])
             print(f"  {weights} - random: mean {mean:+.1f} points, standard error {se:.1f}, "
                   f"smallest {smallest:+.1f}, largest {largest:+.1f}", flush=True)

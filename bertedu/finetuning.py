@@ -482,17 +482,31 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
 def small_bert_classifier(config: BertConfig, folder: str | Path | None, new_attention: bool = False,
                           rescale: bool = False) -> BertForSequenceClassification:
     """A two-class classifier on a small BERT: the random weights of ``config`` when ``folder``
-    is None, else the pre-trained encoder saved in ``folder``; a new head either way. Both
-    draw from torch's generator: seed first (``seed_everything``) to compare them fairly.
-    ``new_attention``: then give the loaded encoder new attention (``reinitialize_attention``);
-    ``rescale``: and its embedding tables BERT's initial scale (``rescale_embeddings``)."""
+    is None, else ``load_classifier(folder, new_attention, rescale)``; a new head either way.
+    Both draw from torch's generator: seed first (``seed_everything``) to compare them fairly."""
     if folder is None:
         return BertForSequenceClassification(config, num_labels=2)
+    return load_classifier(folder, new_attention, rescale)
+
+
+def load_classifier(folder: str | Path, new_attention: bool = False, rescale: bool = False,
+                    log: Callable[[str], None] | None = None) -> BertForSequenceClassification:
+    """The pre-trained encoder saved in ``folder`` with a new two-class head.
+
+    ``new_attention``: then draw its attention again (``reinitialize_attention``); ``rescale``:
+    and scale its embedding tables to BERT's initial size (``rescale_embeddings``). ``log``
+    hears what was done and the factor. Both together are chapter 5's point 1c.
+    """
     model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
+    done = []
     if new_attention:
         reinitialize_attention(model)
+        done.append(f"new attention in all {model.config.num_hidden_layers} layers")
     if rescale:
-        rescale_embeddings(model)
+        done.append(f"embedding tables scaled by {rescale_embeddings(model):.3f}")
+    if log is not None and done:
+        message = "; ".join(done)
+        log(f"{message[0].upper()}{message[1:]}{' (chapter 5, point 1c)' if len(done) == 2 else ''}.")
     return model
 
 
@@ -611,9 +625,10 @@ def run_finetuning(model: BertForSequenceClassification, train_examples: Sequenc
     return FinetuningRun(model, history, probabilities, scores, time.perf_counter() - started)
 
 
-def resolve_checkpoint(name: str) -> Path:
-    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model), ``shipped``
-    (the small BERT shipped with the package) or a folder."""
+def resolve_checkpoint(name: str, progress: bool = True) -> Path:
+    """``default`` (the embedded all-MiniLM-L6-v2), ``small`` (chapter 4's model, pre-trained
+    now if missing, with a progress bar unless ``progress=False``), ``shipped`` (the small BERT
+    shipped with the package) or a folder."""
     if name == "default":
         from bertedu.checkpoint import default_checkpoint
 
@@ -621,12 +636,18 @@ def resolve_checkpoint(name: str) -> Path:
     if name == "small":
         from bertedu.pretraining import pretrained_small_bert
 
-        return pretrained_small_bert()
+        return pretrained_small_bert(progress)
     if name == "shipped":
         from bertedu.pretraining import shipped_small_bert
 
         return shipped_small_bert()
     return Path(name).expanduser()
+
+
+# Why ``fresh_attention`` (``--fresh-attention``) refuses a PEFT method: one message for the
+# command, which checks before it reads anything, and for ``finetune_checkpoint``.
+FRESH_ATTENTION_NEEDS_FULL = ("--fresh-attention changes the base model's weights, which {method} does not save "
+                              "(it saves only its own parameters): use it with --method full.")
 
 
 def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, output_dir: str | Path | None = None,
@@ -643,24 +664,18 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
     they are saved, with the base checkpoint named in their config. ``fresh_attention``:
     chapter 5's point 1c before training, the encoder's attention drawn again
     (``reinitialize_attention``) and its embedding tables scaled to BERT's initial size
-    (``rescale_embeddings``), as ``small_bert_classifier(..., new_attention=True, rescale=True)``
+    (``rescale_embeddings``), as ``load_classifier(..., new_attention=True, rescale=True)``
     does after the same seed; a full fine-tune only (a PEFT method would save changes to weights
     its base checkpoint does not hold).
     """
     from bertedu.tokenization import find_vocab, load_fast_tokenizer
 
     if fresh_attention and peft is not None:
-        raise UserError("fresh attention changes the base model's weights, which a PEFT method does not save: "
-                        "use it with a full fine-tune (--method full).")
+        raise UserError(FRESH_ATTENTION_NEEDS_FULL.format(method=f"a PEFT method ({peft.method})"))
     checkpoint = Path(checkpoint)
     device = device or select_device()
     seed_everything(settings.seed)
-    model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
-    if fresh_attention:
-        reinitialize_attention(model)
-        factor = rescale_embeddings(model)
-        log(f"New attention in all {model.config.num_hidden_layers} layers; embedding tables scaled by {factor:.3f} "
-            f"(chapter 5, point 1c).")
+    model = load_classifier(checkpoint, new_attention=fresh_attention, rescale=fresh_attention, log=log)
     if peft is not None:
         from bertedu.parameter_efficient import apply_method
 

@@ -690,11 +690,11 @@ def pretrain(
     return PretrainingRun(model, tokenizer, history, settings, Path(output_dir) if output_dir else None)
 
 
-def pretrained_small_bert() -> Path:
+def pretrained_small_bert(progress: bool = True) -> Path:
     """The folder of chapter 4's pre-trained small BERT (config.json, model.safetensors, vocab.txt).
 
     If chapter 4 was skipped, pre-train one now with the quick settings (a few minutes on
-    a CPU) and say so.
+    a CPU) and say so; ``progress=False``: without a progress bar.
     """
     folder = checkpoints_dir(PRETRAINED_NAME)
     if all((folder / name).is_file() for name in (CONFIG_NAME, SAFETENSORS_NAME, VOCAB_NAME)):
@@ -702,7 +702,7 @@ def pretrained_small_bert() -> Path:
     print(f"No chapter-4 model in {folder}: pre-training a small BERT now with the quick "
           "settings (a few minutes on a laptop CPU). Run chapter 4 to see how it learns.")
     pretrain(pretraining_settings(quick=True), output_dir=folder,
-             checkpoint_dir=checkpoints_dir(RUN_NAME + "-quick"), fresh=True)
+             checkpoint_dir=checkpoints_dir(RUN_NAME + "-quick"), fresh=True, progress=progress)
     return folder
 
 

@@ -212,7 +212,7 @@ def stop_before_training(monkeypatch, start) -> list:
     import bertedu.commands.finetune as finetune_command
     import bertedu.finetuning as finetuning
 
-    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name: start)
+    monkeypatch.setattr(finetune_command, "resolve_checkpoint", lambda name, progress=True: start)
     seen = []
 
     def fake_finetune(model, train_examples, validation_examples, settings, **kwargs):

@@ -14,6 +14,7 @@ from bertedu.checkpoint import checkpoint_folder
 from bertedu.commands import add_mode_flags
 from bertedu.errors import UserError
 from bertedu.finetuning import (
+    FRESH_ATTENTION_NEEDS_FULL,
     MODEL_NAME,
     RUN_NAME,
     finetune_checkpoint,
@@ -58,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from bertedu.settings import describe_run, mode_name
 
     if args.fresh_attention and args.method != "full":  # before anything is read or written
-        raise UserError("--fresh-attention changes the base model's weights, which --method "
-                        f"{args.method} does not save: use it with --method full.")
-    checkpoint = resolve_checkpoint(args.checkpoint)
+        raise UserError(FRESH_ATTENTION_NEEDS_FULL.format(method=f"--method {args.method}"))
+    checkpoint = resolve_checkpoint(args.checkpoint, progress=not args.no_progress)
     settings = finetune_settings(args.quick)
     if args.checkpoint in ("small", "shipped"):  # each with its own validation-chosen epochs and rate
         kind = "shipped" if args.checkpoint == "shipped" else "rescaled" if args.fresh_attention else "pretrained"
@@ -79,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or checkpoints_dir(f"{RUN_NAME}-{mode_name(args.quick)}{suffix}")
     for check in (checkpoint_folder, BertConfig.from_pretrained, find_vocab):  # before the run folder is touched
         check(checkpoint)
-    method = {"method": args.method, "rank": peft.rank} if args.method != "full" else {}  # full runs resume as before
-    if args.fresh_attention:  # another starting model: a run folder of the plain start is not resumed with it
-        method["fresh_attention"] = True
-    prepare_run_dir(run_dir, {"checkpoint": str(checkpoint.resolve()), **asdict(settings), **method}, args.fresh)
+    # only what differs from a plain full fine-tune, so that full runs resume as before
+    method = {"method": args.method, "rank": peft.rank} if args.method != "full" else {}
+    start = {"fresh_attention": True} if args.fresh_attention else {}  # a plain start's run folder is not resumed with it
+    prepare_run_dir(run_dir, {"checkpoint": str(checkpoint.resolve()), **asdict(settings), **method, **start},
+                    args.fresh)
     describe_run(quick=args.quick)
     started = time.perf_counter()
     result = finetune_checkpoint(checkpoint, settings, output_dir=output, checkpoint_dir=run_dir,
