@@ -57,6 +57,7 @@ from small_berts import paired_difference, subset_option  # benchmarks/small_ber
 VARIANTS = ("large positions", "local layer 1 only", "local head 1 only", "small positions", "medium positions",
             "task reviews")
 ARMS = ("as saved", "rescaled")
+ARM_KINDS = {"random": "random", "as saved": "pretrained", "rescaled": "rescaled"}  # arm -> SMALL_BERT_SCHEDULES key
 SWEEP = tuple((epochs, rate) for epochs in (2, 4) for rate in (3e-4, 5e-4, 1e-3))  # small_bert_sweep.py's, less 3e-3
 
 
@@ -119,7 +120,7 @@ def paired(tests: list[float], reference: list[float]) -> str:
 def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = ARMS, sweep: bool = False) -> None:
     import bertedu.pretraining as pretraining
     from bertedu.finetuning import (encode_splits, finetune_settings, run_finetuning, sentiment_splits,
-                                    small_bert_classifier, small_bert_settings)
+                                    small_bert_of_kind, small_bert_settings)
     from bertedu.model import BertConfig
     from bertedu.settings import seed_everything
     from bertedu.tokenization import load_fast_tokenizer
@@ -144,7 +145,7 @@ def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = A
             if not rows:  # every variant has the same vocabulary and config: encode the splits once
                 tokenizer, config = load_fast_tokenizer(folder), BertConfig.from_pretrained(folder)
                 schedules = {arm: small_bert_settings(base, config.max_position_embeddings, kind)
-                             for arm, kind in (("random", "random"), ("as saved", "pretrained"), ("rescaled", "rescaled"))}
+                             for arm, kind in ARM_KINDS.items()}
                 splits = encode_splits(tokenizer, sentiment_splits(base), schedules["random"].truncation)
                 print(f"quick run: {quick.training.max_steps} steps x {quick.training.batch_size} pairs x "
                       f"{quick.max_seq_length} tokens; chapter 5's small BERT, "
@@ -153,8 +154,7 @@ def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = A
 
             def fine_tune(arm: str, seed: int, schedule):
                 seed_everything(seed)
-                model = small_bert_classifier(config, None if arm == "random" else folder,
-                                              new_attention=arm == "rescaled", rescale=arm == "rescaled")
+                model = small_bert_of_kind(ARM_KINDS[arm], config, folder)
                 return run_finetuning(model, *splits, replace(schedule, seed=seed),
                                       pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), progress=False)
 

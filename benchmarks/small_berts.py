@@ -27,11 +27,9 @@ class SmallBerts:
 
     def classifier(self, weights: str):
         """A new two-class classifier on ``weights``; seed first (``seed_everything``)."""
-        from bertedu.finetuning import small_bert_classifier
+        from bertedu.finetuning import small_bert_of_kind
 
-        return small_bert_classifier(self.config, self.folders[weights],
-                                     new_attention=weights in ("new-attention", "rescaled"),
-                                     rescale=weights == "rescaled")
+        return small_bert_of_kind(weights, self.config, self.folders[weights])
 
 
 def load_small_berts() -> SmallBerts:

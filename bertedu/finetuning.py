@@ -458,6 +458,14 @@ SMALL_BERT_SCHEDULES = {"random": (4, 3e-4), "pretrained": (4, 5e-4), "new-atten
                         "rescaled": (4, 3e-4), "shipped": (4, 1e-3)}
 
 
+def check_small_bert_kind(weights: str) -> str:
+    """``weights`` if it is a kind of small-BERT weights (a key of ``SMALL_BERT_SCHEDULES``), else
+    a ``UserError`` that lists them."""
+    if weights not in SMALL_BERT_SCHEDULES:
+        raise UserError(f"Unknown small-BERT weights {weights!r}; choose one of {', '.join(SMALL_BERT_SCHEDULES)}.")
+    return weights
+
+
 def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int,
                         weights: str = "random") -> FinetuneSettings:
     """``settings`` adapted to a small BERT (2 layers, hidden 128, 128 positions).
@@ -471,9 +479,7 @@ def small_bert_settings(settings: FinetuneSettings, max_position_embeddings: int
     ``benchmarks/small_bert_sweep.txt``; ``"pretrained"`` and ``"rescaled"``: the sweeps of
     chapter 4's run with its positions at 0.05, ``benchmarks/quick_run_levers.txt``).
     """
-    if weights not in SMALL_BERT_SCHEDULES:
-        raise UserError(f"Unknown small-BERT weights {weights!r}; choose one of {', '.join(SMALL_BERT_SCHEDULES)}.")
-    epochs, rate = SMALL_BERT_SCHEDULES[weights]
+    epochs, rate = SMALL_BERT_SCHEDULES[check_small_bert_kind(weights)]
     # float32: the schedules were chosen in float32, and bf16 speeds up a model this narrow little
     return replace(settings, truncation=settings.truncation.fit(max_position_embeddings),
                    learning_rate=rate, epochs=epochs, cpu_bf16=False)
@@ -489,24 +495,34 @@ def small_bert_classifier(config: BertConfig, folder: str | Path | None, new_att
     return load_classifier(folder, new_attention, rescale)
 
 
+def small_bert_of_kind(weights: str, config: BertConfig, folder: str | Path | None) -> BertForSequenceClassification:
+    """``small_bert_classifier`` for a kind of weights (a key of ``SMALL_BERT_SCHEDULES``):
+    random weights for ``"random"`` (``folder`` is not read), else the encoder saved in
+    ``folder``, with its attention drawn again for ``"new-attention"`` and ``"rescaled"`` and
+    its embedding tables rescaled for ``"rescaled"`` (point 1c). Fine-tune it with
+    ``small_bert_settings(..., weights=weights)``; seed first."""
+    if check_small_bert_kind(weights) != "random" and folder is None:
+        raise UserError(f"Small-BERT weights {weights!r} are loaded from a saved encoder: pass its folder "
+                        "(None only for 'random').")
+    return small_bert_classifier(config, None if weights == "random" else folder,
+                                 new_attention=weights in ("new-attention", "rescaled"), rescale=weights == "rescaled")
+
+
 def load_classifier(folder: str | Path, new_attention: bool = False, rescale: bool = False,
                     log: Callable[[str], None] | None = None) -> BertForSequenceClassification:
     """The pre-trained encoder saved in ``folder`` with a new two-class head.
 
     ``new_attention``: then draw its attention again (``reinitialize_attention``); ``rescale``:
     and scale its embedding tables to BERT's initial size (``rescale_embeddings``). ``log``
-    hears what was done and the factor. Both together are chapter 5's point 1c.
+    hears each step that was done (and the factor). Both together are chapter 5's point 1c.
     """
+    log = log or (lambda message: None)
     model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
-    done = []
     if new_attention:
         reinitialize_attention(model)
-        done.append(f"new attention in all {model.config.num_hidden_layers} layers")
+        log(f"New attention in all {model.config.num_hidden_layers} layers (chapter 5, point 1c).")
     if rescale:
-        done.append(f"embedding tables scaled by {rescale_embeddings(model):.3f}")
-    if log is not None and done:
-        message = "; ".join(done)
-        log(f"{message[0].upper()}{message[1:]}{' (chapter 5, point 1c)' if len(done) == 2 else ''}.")
+        log(f"Embedding tables scaled by {rescale_embeddings(model):.3f} (chapter 5, point 1c).")
     return model
 
 
@@ -645,9 +661,10 @@ def resolve_checkpoint(name: str, progress: bool = True) -> Path:
 
 
 # Why ``fresh_attention`` (``--fresh-attention``) refuses a PEFT method: one message for the
-# command, which checks before it reads anything, and for ``finetune_checkpoint``.
-FRESH_ATTENTION_NEEDS_FULL = ("--fresh-attention changes the base model's weights, which {method} does not save "
-                              "(it saves only its own parameters): use it with --method full.")
+# command, which checks before it reads anything, and for ``finetune_checkpoint``; each names
+# its own spelling of the option and of the method.
+FRESH_ATTENTION_NEEDS_FULL = ("{option} changes the base model's weights, which {method} does not save "
+                              "(it saves only its own parameters): use it with {full}.")
 
 
 def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, output_dir: str | Path | None = None,
@@ -671,7 +688,8 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
     from bertedu.tokenization import find_vocab, load_fast_tokenizer
 
     if fresh_attention and peft is not None:
-        raise UserError(FRESH_ATTENTION_NEEDS_FULL.format(method=f"a PEFT method ({peft.method})"))
+        raise UserError(FRESH_ATTENTION_NEEDS_FULL.format(option="fresh_attention=True", full="peft=None",
+                                                          method=f"a PEFT method ({peft.method})"))
     checkpoint = Path(checkpoint)
     device = device or select_device()
     seed_everything(settings.seed)

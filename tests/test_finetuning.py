@@ -276,6 +276,39 @@ def test_new_attention_makes_every_row_uniform_and_keeps_the_rest_of_the_pretrai
         assert torch.equal(a, b) == ("_embeddings." not in name), name
 
 
+def test_small_bert_of_kind_is_the_classifier_each_kind_names(tmp_path):
+    """Each kind of weights builds what its flags say, draw for draw; "random" reads no folder;
+    a kind that loads weights without a folder, or an unknown kind, is refused."""
+    from bertedu.finetuning import SMALL_BERT_SCHEDULES, small_bert_of_kind
+
+    config = BertConfig(**TINY)
+    torch.manual_seed(5)
+    saved = small_bert_classifier(config, None)
+    with torch.no_grad():
+        saved.bert.embeddings.word_embeddings.weight.mul_(3)  # larger than BERT's 0.02, so rescaling shows
+    saved.bert.save_pretrained(tmp_path)
+    flags = {"random": (None, False, False), "pretrained": (tmp_path, False, False),
+             "new-attention": (tmp_path, True, False), "rescaled": (tmp_path, True, True),
+             "shipped": (tmp_path, False, False)}
+    assert set(flags) == set(SMALL_BERT_SCHEDULES)
+    weights = {}
+    for kind, (folder, new_attention, rescale) in flags.items():
+        torch.manual_seed(0)
+        model = small_bert_of_kind(kind, config, tmp_path)
+        weights[kind] = model.state_dict()
+        torch.manual_seed(0)
+        reference = small_bert_classifier(config, folder, new_attention=new_attention, rescale=rescale)
+        for (name, a), b in zip(reference.state_dict().items(), model.state_dict().values()):
+            assert torch.equal(a, b), (kind, name)
+    query = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(weights["pretrained"][query], saved.state_dict()[query])
+    assert not torch.equal(weights["new-attention"][query], weights["pretrained"][query])
+    with pytest.raises(UserError, match="'huge'; choose one of random, pretrained"):
+        small_bert_of_kind("huge", config, tmp_path)
+    with pytest.raises(UserError, match="'shipped' are loaded from a saved encoder: pass its folder"):
+        small_bert_of_kind("shipped", config, None)
+
+
 def test_rescale_embeddings_keeps_the_forward_pass_and_gives_the_word_table_bert_s_initial_size():
     model = tiny_model().eval()
     embeddings = model.bert.embeddings
@@ -507,18 +540,26 @@ def test_small_bert_schedules_are_the_sweeps_winners():
     """SMALL_BERT_SCHEDULES must hold what benchmarks/small_bert_sweep.txt chose on validation,
     and for chapter 4's run ("pretrained": as saved, "rescaled") what quick_run_levers.txt's
     sweeps chose on that run as it is today (positions at 0.05)."""
-    import re
-    from pathlib import Path
-
     from bertedu.finetuning import SMALL_BERT_SCHEDULES
+    from bertedu.stored_results import benchmarks_dir, small_bert_schedules
 
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    sweep = (benchmarks / "small_bert_sweep.txt").read_text()
-    winners = {weights: (int(epochs), float(rate)) for weights, epochs, rate in
-               re.findall(r"best on validation, ([\w-]+): (\d+) epochs, lr ([\d.e-]+)", sweep)}
-    levers = re.findall(r"medium positions, (as saved|rescaled): (\d+) epochs at ([\d.e-]+) won",
-                        (benchmarks / "quick_run_levers.txt").read_text())
-    assert sorted(arm for arm, _, _ in levers) == ["as saved", "rescaled"], levers
-    for arm, epochs, rate in levers:
-        winners["pretrained" if arm == "as saved" else "rescaled"] = (int(epochs), float(rate))
-    assert winners == SMALL_BERT_SCHEDULES
+    assert small_bert_schedules(benchmarks_dir()) == SMALL_BERT_SCHEDULES
+
+
+def test_stored_learning_curves_are_the_benchmark_tables_chapter_5_reads():
+    """Chapter 5's plot of the learning curve: five seeds per point, four sizes per kind, the
+    means its prose quotes; where two tables of small_bert_curve.txt have a kind, the first gives
+    it (the third table's new-attention rows, 63.8% at 500 labels, are another run's)."""
+    from bertedu.stored_results import benchmarks_dir, small_bert_curves
+
+    curves = small_bert_curves(benchmarks_dir())
+    means = {kind: {n: round(float(np.mean(accuracies)), 1) for n, accuracies in points.items()}
+             for kind, points in curves.items()}
+    assert means == {"random": {200: 50.7, 500: 52.1, 1_000: 66.8, 2_000: 77.2},
+                     "new-attention": {200: 50.2, 500: 59.8, 1_000: 70.5, 2_000: 76.1},
+                     "rescaled": {200: 50.0, 500: 60.0, 1_000: 73.1, 2_000: 77.3},
+                     "shipped": {200: 76.3, 500: 77.0, 1_000: 79.5, 2_000: 81.8}}
+    assert {len(accuracies) for points in curves.values() for accuracies in points.values()} == {5}
+    # seed 0 of 2,000 labels is chapter 5's rows 2 and 4 (random weights 77.7%, shipped 81.7%)
+    assert (curves["random"][2_000][0], curves["shipped"][2_000][0]) == (77.7, 81.7)
+    assert small_bert_curves(benchmarks_dir(), seeds=3)["rescaled"][500] == curves["rescaled"][500][:3]

@@ -290,3 +290,11 @@ def test_finetune_command_fresh_attention_is_chapter5_point_1c(tmp_path, imdb_ar
     code = cli.main(["finetune", "--quick", "--checkpoint", "small", "--method", "lora", "--fresh-attention"])
     err = capsys.readouterr().err
     assert code == 2 and "--fresh-attention" in err and "--method full" in err and len(err.strip().splitlines()) == 1
+    # The same refusal from Python names Python's words.
+    from bertedu.errors import UserError
+    from bertedu.parameter_efficient import PeftConfig
+
+    with pytest.raises(UserError) as refused:
+        finetuning.finetune_checkpoint(start, fresh_settings, peft=PeftConfig("lora"), fresh_attention=True)
+    assert "fresh_attention=True" in str(refused.value) and "peft=None" in str(refused.value)
+    assert "--" not in str(refused.value)

@@ -385,21 +385,20 @@ def test_pretrained_small_bert_trains_only_when_missing(tmp_path, monkeypatch, c
     import bertedu.pretraining as pretraining
 
     monkeypatch.setenv("BERTEDU_DATA_DIR", str(tmp_path))
-    calls = []
+    calls = []  # (settings, progress) of each pre-training run
 
     def fake_pretrain(settings, *, output_dir, **kwargs):
-        calls.append(settings)
-        progress.append(kwargs.get("progress", True))
+        calls.append((settings, kwargs.get("progress", True)))
         output_dir.mkdir(parents=True)
         for name in ("config.json", "model.safetensors", "vocab.txt"):
             (output_dir / name).write_text("{}")
 
-    progress = []
     monkeypatch.setattr(pretraining, "pretrain", fake_pretrain)
     folder = pretraining.pretrained_small_bert(progress=False)  # `bertedu finetune --no-progress`: no bar either
     assert folder == tmp_path / "checkpoints" / "ch4-pretrained"
-    assert len(calls) == 1 and calls[0].training.max_steps == pretraining_settings(quick=True).training.max_steps
-    assert progress == [False]
+    [(settings, progress)] = calls
+    assert settings.training.max_steps == pretraining_settings(quick=True).training.max_steps
+    assert progress is False
     assert "pre-training a small BERT now" in capsys.readouterr().out
     assert pretraining.pretrained_small_bert() == folder and len(calls) == 1  # found: no second run
 

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from bertedu.settings import describe_run, mode_name
 
     if args.fresh_attention and args.method != "full":  # before anything is read or written
-        raise UserError(FRESH_ATTENTION_NEEDS_FULL.format(method=f"--method {args.method}"))
+        raise UserError(FRESH_ATTENTION_NEEDS_FULL.format(option="--fresh-attention", full="--method full",
+                                                          method=f"--method {args.method}"))
     checkpoint = resolve_checkpoint(args.checkpoint, progress=not args.no_progress)
     settings = finetune_settings(args.quick)
     if args.checkpoint in ("small", "shipped"):  # each with its own validation-chosen epochs and rate
