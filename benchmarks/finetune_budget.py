@@ -1,6 +1,6 @@
 """Chapter 5's quick-mode budget: one or two epochs, float32 or bf16 autocast on the CPU?
 
-Fine-tunes the chapter's checkpoint (all-MiniLM-L6-v2) exactly as chapter 5's row 6 does
+Fine-tunes the chapter's checkpoint (all-MiniLM-L6-v2) exactly as chapter 5's row 3 does
 (``finetune_settings(quick=True)``: 2,000 train reviews, 256 tokens, head 64 + tail 190,
 peak rate 1e-4, batch 16) with one or two epochs, in float32 or under bf16 autocast
 (``FinetuneSettings.cpu_bf16``, which needs a CPU with native bf16), and prints validation
@@ -8,7 +8,7 @@ accuracy per epoch, test accuracy on the chapter's 1,000 reviews and the wall ti
 fine-tuning plus testing. Quick mode (one epoch, bf16) is the default list's third row.
 An optional third field reads fewer positions with the same head share
 (``Truncation.fit``): ``1:float32:128`` is one float32 epoch at head 32 + tail 94 tokens, the
-truncation chapter 5's small BERTs use; its "seconds" then include no feature extraction.
+truncation chapter 5a's small BERTs use; its "seconds" then include no feature extraction.
 
     BERTEDU_IMDB_ARCHIVE=... python benchmarks/finetune_budget.py [epochs:float32|bf16[:max_length] ...]
 

@@ -5,7 +5,7 @@ started at random: ``local_attention=False``) is pre-trained twice, identically 
 MLM head's bias at step 0: zeros (BERT's initialisation, chapter 4 until 2026-12-06) or the log
 unigram frequencies of the training pairs' tokens (`init_mlm_bias`, chapter 4 since). For each
 it reports the held-out MLM and NSP accuracy, the mean pairwise cosine of the word-piece embeddings (the special tokens left out; 0.0 for random weights), and the
-test accuracy of chapter 5's row 3 (quick-mode splits: 2,000 train, 200 validation, 1,000 test
+test accuracy of chapter 5a's row 3 (quick-mode splits: 2,000 train, 200 validation, 1,000 test
 reviews; the pre-trained schedule of `SMALL_BERT_SCHEDULES`) for seeds 0-4, beside random
 weights of the same shape (row 2, its own schedule) on the same seeds, with the paired mean
 difference from random weights.
@@ -56,7 +56,7 @@ def main(n_seeds: int) -> None:
         truncation = settings["random weights"].truncation
         splits = encode_splits(tokenizer, sentiment_splits(base), truncation)
         lines = [f"quick pre-training ({quick.training.max_steps} steps x {quick.training.batch_size} pairs, "
-                 f"{config.num_hidden_layers} layers, hidden {config.hidden_size}), then chapter 5's row 3 "
+                 f"{config.num_hidden_layers} layers, hidden {config.hidden_size}), then chapter 5a's row 3 "
                  f"({truncation.describe()}); " + "; ".join(f"{n}: {s.epochs} epochs at {s.learning_rate:g}"
                                                            for n, s in settings.items()),
                  f"{'start of the MLM bias':24s} {'MLM acc':>8s} {'NSP acc':>8s} {'word-emb cosine':>16s}"]

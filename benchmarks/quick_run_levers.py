@@ -1,15 +1,15 @@
 """Can chapter 4's quick run be changed so that its small BERT fine-tunes no worse than random weights?
 
-Chapter 5's small-BERT benchmarks change only what happens *after* pre-training (new attention,
+Chapter 5a's small-BERT benchmarks change only what happens *after* pre-training (new attention,
 rescaled embeddings, pooling, schedules, ...). This script changes the quick run itself: each
 variant is chapter 4's quick pre-training (`pretraining_settings(quick=True)`: 2 layers, hidden
 128, 1,200 steps of 32 x 128 tokens, attention started at the neighbours) with one thing changed,
-trained from scratch in a temporary folder; then chapter 5's small BERT is fine-tuned on it for
+trained from scratch in a temporary folder; then chapter 5a's small BERT is fine-tuned on it for
 seeds 0..n-1 (quick-mode splits: 2,000 train, 200 validation, 1,000 test reviews), in two ways:
 
-* "as saved": chapter 5's row 3 (the weights as pre-training left them, its schedule);
+* "as saved": chapter 5a's row 3 (the weights as pre-training left them, its schedule);
 * "rescaled": new attention and the embedding tables scaled to BERT's initial size
-  (`reinitialize_attention`, `rescale_embeddings`; chapter 5's points 1c-1d), its schedule.
+  (`reinitialize_attention`, `rescale_embeddings`; chapter 5a's points 1c-1d), its schedule.
 
 Random weights of the same shape (row 2, its schedule) run on the same seeds, and every arm is
 reported as its paired mean difference from them. The variants:
@@ -21,7 +21,7 @@ reported as its paired mean difference from them. The variants:
 * "local head 1 only": W_Q = W_K = I + noise for the first of the two heads in each layer, the
   second head's rows random (a head free to look anywhere from the start);
 * "small positions": sinusoidal positions at standard deviation 0.02 (BERT's word scale) instead
-  of 0.1, Q = K = I as before (chapter 5's point 1d: the run's embeddings end up larger than BERT's);
+  of 0.1, Q = K = I as before (chapter 5a's point 1d: the run's embeddings end up larger than BERT's);
   "medium positions": the same at 0.05, chapter 4's start since 2026-12-07 (this script's third table);
 * "task reviews": positions at 0.1, and the 3,000 pre-training reviews are chapter 5's 2,000 training
   reviews (their text, not their labels: task-adaptive pre-training, Gururangan et al. 2020) and
@@ -148,7 +148,7 @@ def main(n_seeds: int, chosen: tuple[str, ...], chosen_arms: tuple[str, ...] = A
                              for arm, kind in ARM_KINDS.items()}
                 splits = encode_splits(tokenizer, sentiment_splits(base), schedules["random"].truncation)
                 print(f"quick run: {quick.training.max_steps} steps x {quick.training.batch_size} pairs x "
-                      f"{quick.max_seq_length} tokens; chapter 5's small BERT, "
+                      f"{quick.max_seq_length} tokens; chapter 5a's small BERT, "
                       f"{schedules['random'].truncation.describe()}; " + "; ".join(
                           f"{arm}: {s.epochs} epochs at {s.learning_rate:g}" for arm, s in schedules.items()))
 

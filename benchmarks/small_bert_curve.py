@@ -1,6 +1,6 @@
 """Where does each small BERT's pre-training help? A learning curve with five seeds.
 
-Chapter 5's point 4 draws one learning curve (seed 0) of random weights against the shipped
+Chapter 5a's point 4 draws one learning curve (seed 0) of random weights against the shipped
 small BERT. This script adds chapter 4's quick run with point 1c's recipe ("rescaled": attention
 drawn again by `reinitialize_attention`, the embedding tables scaled to BERT's initial size by
 `rescale_embeddings`; as saved, its pre-trained attention costs it about 16 points at 2,000

@@ -1,6 +1,6 @@
 """With new attention, what else of chapter 4's quick run carries over to sentiment? Five seeds.
 
-Chapter 5's point 1c gives chapter 4's quick run new attention before fine-tuning
+Chapter 5a's point 1c gives chapter 4's quick run new attention before fine-tuning
 (`reinitialize_attention`) and gets back 13.2 of the 14.5 points it loses to random weights at
 2,000 labels over ten seeds; about a point stays (`benchmarks/small_bert_seeds.txt`). This script asks where
 that point sits, with three more changes to the quick run with new attention, each fine-tuned

@@ -1,7 +1,7 @@
 """Does the small BERT's classifier read the review better from the mean of its vectors than from [CLS]?
 
-Chapter 5's classifier reads the pooled ``[CLS]`` vector, ``tanh(W h_[CLS] + b)``, as BERT's paper
-does. Chapter 5 (point 1b) finds that chapter 4's quick model's ``[CLS]`` attends to a few fixed
+Chapter 5a's small-BERT classifier reads the pooled ``[CLS]`` vector, ``tanh(W h_[CLS] + b)``, as BERT's paper
+does. Chapter 5a (point 1b) finds that chapter 4's quick model's ``[CLS]`` attends to a few fixed
 positions in its last layer. If that is what costs it most of its 14.5 points, reading the review
 from the mean of the last layer's vectors over the real tokens, ``tanh(W mean_t h_t + b)`` (the same
 pooler weights; Sentence-BERT's pooling, with which all-MiniLM-L6-v2 was trained), should give most
@@ -10,7 +10,7 @@ poolings, seeds 0 to n-1, on chapter 5's quick splits (2,000 train, 200 validati
 reviews), every kind with its own schedule from ``SMALL_BERT_SCHEDULES`` (chosen on validation with
 ``[CLS]`` pooling; ``--sweep`` chooses one for mean pooling), and prints validation and test accuracy per seed
 and the paired differences. Mean pooling is defined here, not in the package: it does not change
-what chapter 5 concludes (see the stored output).
+what chapter 5a concludes (see the stored output).
 
     BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_pooling.py [n_seeds] [--arms random:cls,random:mean,...]
     BERTEDU_IMDB_ARCHIVE=... python benchmarks/small_bert_pooling.py --sweep [--arms random:mean,...]

@@ -1,13 +1,13 @@
 """Do the pre-trained small BERTs beat random weights by more than seed noise? Ten seeds each.
 
-Chapter 5 fine-tunes the small BERT (2 layers, hidden 128) from random weights, from chapter
+Chapter 5a fine-tunes the small BERT (2 layers, hidden 128) from random weights, from chapter
 4's quick pre-training (`pretrained_small_bert()`; as saved, and with its attention
 re-initialised: `reinitialize_attention`, "new-attention"; with new attention and its embedding
-tables scaled to BERT's initial size: `rescale_embeddings`, "rescaled", chapter 5's point 1d) and
+tables scaled to BERT's initial size: `rescale_embeddings`, "rescaled", chapter 5a's point 1d) and
 from the shipped pre-trained weights (`shipped_small_bert()`) once, with seed 0. One run per arm
 cannot tell a gain of a point or two from the run-to-run spread. This script repeats the rows with
 seeds 0-9 on the same splits (chapter 5's quick mode: 2,000 train, 200 validation, 1,000 test reviews, the same data for every
-seed, seed 0 is chapter 5's run; the seed changes the random initial weights, the classifier
+seed, seed 0 is chapter 5a's run; the seed changes the random initial weights, the classifier
 head's initial weights and the batch order), each with its schedule chosen on validation
 (`SMALL_BERT_SCHEDULES`, `benchmarks/small_bert_sweep.txt`), and prints test accuracy per seed,
 the mean, the standard deviation and the paired mean difference from random weights.
@@ -53,7 +53,7 @@ def main(n_seeds: int, chosen: tuple[str, ...] = ARMS) -> None:
             model = small_berts.classifier(weights)
             result = run_finetuning(model, train_set, validation_set, test_set, replace(settings, seed=seed),
                                     pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
-                                    progress=False)  # as chapter 5 does
+                                    progress=False)  # as chapter 5a does
             tests[weights].append(result.scores.accuracy)
             row.append(f"{result.history.best['accuracy']:17.1%} {result.scores.accuracy:6.1%}")
         print(f"{seed:4d} " + " ".join(row), flush=True)

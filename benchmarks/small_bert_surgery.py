@@ -1,6 +1,6 @@
 """Where does chapter 4's quick model hold its deficit? Swap parts of it for random weights.
 
-Chapter 5's row 3 (chapter 4's quick pre-training, fine-tuned) ends below row 2 (random
+Chapter 5a's row 3 (chapter 4's quick pre-training, fine-tuned) ends below row 2 (random
 weights). This script fine-tunes the quick model again with one part at a time replaced by
 BERT's random initialisation (`init_bert_weights`, the same draw as row 2's where the shapes
 allow), as Zhang et al. (2021, "Revisiting Few-sample BERT Fine-tuning") re-initialise the

@@ -1,4 +1,4 @@
-"""Which epochs and learning rate for chapter 4's small BERT in chapter 5? A validation sweep.
+"""Which epochs and learning rate for chapter 4's small BERT in chapter 5a? A validation sweep.
 
 Fine-tunes the small BERT (2 layers, hidden 128, 128 positions) from random weights, from
 chapter 4's quick pre-training (as saved; with its attention re-initialised:

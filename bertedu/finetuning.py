@@ -514,15 +514,15 @@ def load_classifier(folder: str | Path, new_attention: bool = False, rescale: bo
 
     ``new_attention``: then draw its attention again (``reinitialize_attention``); ``rescale``:
     and scale its embedding tables to BERT's initial size (``rescale_embeddings``). ``log``
-    hears each step that was done (and the factor). Both together are chapter 5's point 1c.
+    hears each step that was done (and the factor). Both together are chapter 5a's point 1c.
     """
     log = log or (lambda message: None)
     model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
     if new_attention:
         reinitialize_attention(model)
-        log(f"New attention in all {model.config.num_hidden_layers} layers (chapter 5, point 1c).")
+        log(f"New attention in all {model.config.num_hidden_layers} layers (chapter 5a, point 1c).")
     if rescale:
-        log(f"Embedding tables scaled by {rescale_embeddings(model):.3f} (chapter 5, point 1c).")
+        log(f"Embedding tables scaled by {rescale_embeddings(model):.3f} (chapter 5a, point 1c).")
     return model
 
 
@@ -533,7 +533,7 @@ def reinitialize_attention(model: BertForSequenceClassification) -> None:
     LayerNorm. The word, position and segment embeddings, the feed-forward layers and the
     pooler keep their pre-trained values. With new W_Q and W_K (standard deviation 0.02) every
     attention row starts nearly uniform, as with random weights: ``[CLS]`` starts by reading the
-    whole review, not where pre-training taught it to look (chapter 5, point 1b). The weights come
+    whole review, not where pre-training taught it to look (chapter 5a, point 1b). The weights come
     from torch's generator: seed first.
     """
     initialize = functools.partial(init_bert_weights, initializer_range=model.config.initializer_range)
@@ -550,7 +550,7 @@ def rescale_embeddings(model: BertForSequenceClassification) -> float:
     ``LayerNorm(c x) = LayerNorm(x)`` for ``c > 0`` (up to its eps). What changes is how fast
     fine-tuning moves them relative to their size: their gradients scale by ``1 / c``, Adam
     divides that scale away and steps every entry by about the learning rate, so a table ``c``
-    times larger than at initialisation turns ``c`` times more slowly (chapter 5, point 1d).
+    times larger than at initialisation turns ``c`` times more slowly (chapter 5a, point 1d).
     """
     embeddings = model.bert.embeddings
     tables = (embeddings.word_embeddings, embeddings.position_embeddings, embeddings.token_type_embeddings)
@@ -679,7 +679,7 @@ def finetune_checkpoint(checkpoint: str | Path, settings: FinetuneSettings, *, o
     ``SentimentClassifier.from_pretrained`` and ``bertedu predict`` load. With ``peft``
     (chapter 5b: LoRA, adapters or BitFit), only that method's parameters train and only
     they are saved, with the base checkpoint named in their config. ``fresh_attention``:
-    chapter 5's point 1c before training, the encoder's attention drawn again
+    chapter 5a's point 1c before training, the encoder's attention drawn again
     (``reinitialize_attention``) and its embedding tables scaled to BERT's initial size
     (``rescale_embeddings``), as ``load_classifier(..., new_attention=True, rescale=True)``
     does after the same seed; a full fine-tune only (a PEFT method would save changes to weights

@@ -738,7 +738,7 @@ def shipped_small_bert() -> Path:
 def small_bert_mismatch(folder: str | os.PathLike, other: str | os.PathLike) -> str | None:
     """What differs between two BERT folders' architecture (config.json) and vocabulary
     (vocab.txt), as a sentence; None when they are the same, so that one set of encoded
-    reviews serves both (chapter 5's shipped and quick small BERTs)."""
+    reviews serves both (chapter 5a's shipped and quick small BERTs)."""
     folder, other = Path(folder), Path(other)
     differing = []
     if BertConfig.from_pretrained(folder).to_dict() != BertConfig.from_pretrained(other).to_dict():

@@ -1,6 +1,6 @@
 """Readers of benchmark outputs that the course stores instead of re-running them.
 
-Some of chapter 5's measurements take an hour or more (75 fine-tunes for a five-seed learning
+Some of chapter 5a's measurements take an hour or more (75 fine-tunes for a five-seed learning
 curve); their scripts write text tables to ``benchmarks/`` in the course repository, and the
 chapter draws those tables. ``benchmarks/`` sits beside the package in a checkout of the
 course, not inside an installed wheel: ``benchmarks_dir()`` is None there, and a notebook says
@@ -38,7 +38,7 @@ def small_bert_schedules(folder: Path) -> dict[str, tuple[int, float]]:
 
 
 def small_bert_curves(folder: Path, seeds: int = 5) -> dict[str, dict[int, list[float]]]:
-    """Chapter 5's learning curve: kind -> labelled training reviews -> test accuracy (%) of
+    """Chapter 5a's learning curve: kind -> labelled training reviews -> test accuracy (%) of
     seeds 0 to ``seeds - 1``, for "random", "new-attention" (chapter 4's run at 0.1 with new
     attention only), "rescaled" (today's run, point 1c) and "shipped".
 

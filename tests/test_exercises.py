@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertedu.exercises import ch00, ch01, ch02, ch03, ch04, ch05, ch05b, ch06, ch07
+from bertedu.exercises import ch00, ch01, ch02, ch03, ch04, ch05, ch05a, ch05b, ch06, ch07
 
 
 def not_done(*args):
@@ -34,6 +34,7 @@ def not_done(*args):
     (ch05.check_truncate_head_tail, ch05.truncate_head_tail),
     (ch05.check_macro_f1, ch05.macro_f1),
     (ch05.check_mean_pool, ch05.mean_pool),
+    (ch05a.check_mean_pairwise_cosine, ch05a.mean_pairwise_cosine),
     (ch02.check_causal_attention, ch02.causal_attention),
     (ch05b.check_lora_parameter_count, ch05b.lora_parameter_count),
     (ch05b.check_lora_on_feed_forward, ch05b.lora_on_feed_forward),
@@ -371,3 +372,49 @@ def test_finetuning_references_agree_with_the_package_and_sklearn():
         mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
         ours = ch05.mean_pool(encoder(ids, mask).last_hidden_state, mask)
     torch.testing.assert_close(ours, torch.from_numpy(features), atol=1e-5, rtol=1e-5)
+
+
+# -- chapter 5a ------------------------------------------------------------------------------
+
+
+def test_ch05a_mean_pairwise_cosine_is_the_package_s_and_the_typical_mistakes_get_hints():
+    from bertedu.finetuning import mean_pairwise_cosine
+
+    for vectors in ch05a._cosine_cases().values():
+        assert ch05a.mean_pairwise_cosine(vectors) == pytest.approx(mean_pairwise_cosine(vectors.numpy()), abs=1e-12)
+        assert ch05a.mean_pairwise_cosine(vectors) == pytest.approx(ch05a._brute_force(vectors), abs=1e-12)
+    with_self_pairs = lambda v: float((v / v.norm(dim=1, keepdim=True)).mean(dim=0).pow(2).sum())
+    with pytest.raises(AssertionError, match=r"(?s)Hint: that is \|m\|\^2.*leave them out"):
+        ch05a.check_mean_pairwise_cosine(with_self_pairs)
+    not_normalised = lambda v: float((len(v) * v.mean(dim=0).pow(2).sum() - 1) / (len(v) - 1))
+    with pytest.raises(AssertionError, match="Hint: the formula needs unit vectors"):
+        ch05a.check_mean_pairwise_cosine(not_normalised)
+    with pytest.raises(AssertionError, match="return one number"):
+        ch05a.check_mean_pairwise_cosine(lambda v: v @ v.T)
+
+
+def test_ch05a_gradient_growth_is_one_over_the_rescaling_factor(capsys):
+    """The predict-then-run exercise measures what the chapter claims: rescaling the tables by c
+    multiplies the word table's gradient by 1 / c, the loss staying the same."""
+    from bertedu.classification import BertForSequenceClassification
+    from bertedu.finetuning import rescale_embeddings
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(ch03.TINY, num_labels=2)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight.mul_(2.5)  # as after pre-training: larger than 0.02
+    batch = {"input_ids": torch.tensor([[2, 7, 9, 3], [2, 11, 3, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([1, 0])}
+    factor = rescale_embeddings(copy_of(model))
+    growth = ch05a.word_gradient_growth(model, batch)
+    assert growth == pytest.approx(1 / factor, rel=1e-4) and growth > 2
+    ch05a.check_gradient_growth(lambda: round(1 / factor, 2), model, batch)
+    assert "✓ gradient_growth" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=r"(?s)Off by.*1 / factor"):
+        ch05a.check_gradient_growth(lambda: factor, model, batch)  # the typical guess: the factor itself
+
+
+def copy_of(model):
+    import copy
+
+    return copy.deepcopy(model)

@@ -546,8 +546,8 @@ def test_small_bert_schedules_are_the_sweeps_winners():
     assert small_bert_schedules(benchmarks_dir()) == SMALL_BERT_SCHEDULES
 
 
-def test_stored_learning_curves_are_the_benchmark_tables_chapter_5_reads():
-    """Chapter 5's plot of the learning curve: five seeds per point, four sizes per kind, the
+def test_stored_learning_curves_are_the_benchmark_tables_chapter_5a_reads():
+    """Chapter 5a's plot of the learning curve: five seeds per point, four sizes per kind, the
     means its prose quotes; where two tables of small_bert_curve.txt have a kind, the first gives
     it (the third table's new-attention rows, 63.8% at 500 labels, are another run's)."""
     from bertedu.stored_results import benchmarks_dir, small_bert_curves
@@ -560,6 +560,6 @@ def test_stored_learning_curves_are_the_benchmark_tables_chapter_5_reads():
                      "rescaled": {200: 50.0, 500: 60.0, 1_000: 73.1, 2_000: 77.3},
                      "shipped": {200: 76.3, 500: 77.0, 1_000: 79.5, 2_000: 81.8}}
     assert {len(accuracies) for points in curves.values() for accuracies in points.values()} == {5}
-    # seed 0 of 2,000 labels is chapter 5's rows 2 and 4 (random weights 77.7%, shipped 81.7%)
+    # seed 0 of 2,000 labels is chapter 5a's rows 2 and 4 (random weights 77.7%, shipped 81.7%)
     assert (curves["random"][2_000][0], curves["shipped"][2_000][0]) == (77.7, 81.7)
     assert small_bert_curves(benchmarks_dir(), seeds=3)["rescaled"][500] == curves["rescaled"][500][:3]

@@ -251,7 +251,7 @@ def test_finetune_command_gives_the_small_bert_its_own_settings(tmp_path, imdb_a
 
 
 def test_finetune_command_fresh_attention_is_chapter5_point_1c(tmp_path, imdb_archive, monkeypatch, capsys):
-    """`--fresh-attention` starts from the model chapter 5's point 1c builds (the same seed, the same
+    """`--fresh-attention` starts from the model chapter 5a's point 1c builds (the same seed, the same
     weights: `small_bert_classifier(..., new_attention=True, rescale=True)`) with the "rescaled"
     schedule; without it the saved attention is kept. Training is replaced: only the start is checked."""
     import bertedu.finetuning as finetuning

@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "folder (config.json, weights, vocab.txt)")
     parser.add_argument("--fresh-attention", action="store_true",
                         help="before training, draw the encoder's attention again and scale its embedding tables "
-                             "to BERT's initial size (chapter 5, point 1c: what brings chapter 4's quick run level "
+                             "to BERT's initial size (chapter 5a, point 1c: what brings chapter 4's quick run level "
                              "with random weights); with 'small', that recipe's own epochs and rate")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"where the fine-tuned model goes (default: data/checkpoints/{MODEL_NAME})")
