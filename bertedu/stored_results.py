@@ -13,9 +13,12 @@ from pathlib import Path
 
 import bertedu
 
-# quick_run_levers.txt names each sweep's winner on chapter 4's run as it is today (positions
-# at 0.05, "medium positions"); "as saved" is the kind "pretrained", "rescaled" is point 1c.
-_LEVERS_WINNER = r"medium positions, (as saved|rescaled): (\d+) epochs at ([\d.e-]+) won"
+
+def _levers_winner(arm: str = "as saved|rescaled") -> str:
+    """The line of quick_run_levers.txt that names a sweep's winner on chapter 4's run as it is
+    today (positions at 0.05, "medium positions"): groups arm, epochs, rate. The arm "as saved"
+    is the kind "pretrained", "rescaled" is point 1c."""
+    return rf"medium positions, ({arm}): (\d+) epochs at ([\d.e-]+) won"
 
 
 def benchmarks_dir() -> Path | None:
@@ -32,7 +35,7 @@ def small_bert_schedules(folder: Path) -> dict[str, tuple[int, float]]:
     sweep = (folder / "small_bert_sweep.txt").read_text(encoding="utf-8")
     winners = {kind: (int(epochs), float(rate)) for kind, epochs, rate in
                re.findall(r"best on validation, ([\w-]+): (\d+) epochs, lr ([\d.e-]+)", sweep)}
-    for arm, epochs, rate in re.findall(_LEVERS_WINNER, (folder / "quick_run_levers.txt").read_text(encoding="utf-8")):
+    for arm, epochs, rate in re.findall(_levers_winner(), (folder / "quick_run_levers.txt").read_text(encoding="utf-8")):
         winners["pretrained" if arm == "as saved" else "rescaled"] = (int(epochs), float(rate))
     return winners
 
@@ -60,6 +63,6 @@ def small_bert_curves(folder: Path, seeds: int = 5) -> dict[str, dict[int, list[
     for kind, column in (("random", 2), ("new-attention", 6), ("shipped", 8)):
         curves[kind][2_000] = [float(row[column].rstrip("%")) for row in rows]
     levers = (folder / "quick_run_levers.txt").read_text(encoding="utf-8")
-    ten_seeds = re.split(_LEVERS_WINNER.replace("(as saved|rescaled)", "rescaled"), levers)[-1]
+    ten_seeds = re.split(_levers_winner("rescaled"), levers)[-1]
     curves["rescaled"][2_000] = [float(a) for a in re.findall(r"rescaled [\d.]+% val ([\d.]+)% test", ten_seeds)[:seeds]]
     return curves

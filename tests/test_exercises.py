@@ -1,6 +1,7 @@
 """The exercise checkers of every chapter: the reference passes, typical mistakes fail with a helpful message."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -405,7 +406,7 @@ def test_ch05a_gradient_growth_is_one_over_the_rescaling_factor(capsys):
         model.bert.embeddings.word_embeddings.weight.mul_(2.5)  # as after pre-training: larger than 0.02
     batch = {"input_ids": torch.tensor([[2, 7, 9, 3], [2, 11, 3, 0]]),
              "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([1, 0])}
-    factor = rescale_embeddings(copy_of(model))
+    factor = rescale_embeddings(copy.deepcopy(model))  # the factor only; model keeps its scale
     growth = ch05a.word_gradient_growth(model, batch)
     assert growth == pytest.approx(1 / factor, rel=1e-4) and growth > 2
     ch05a.check_gradient_growth(lambda: round(1 / factor, 2), model, batch)
@@ -413,8 +414,3 @@ def test_ch05a_gradient_growth_is_one_over_the_rescaling_factor(capsys):
     with pytest.raises(AssertionError, match=r"(?s)Off by.*1 / factor"):
         ch05a.check_gradient_growth(lambda: factor, model, batch)  # the typical guess: the factor itself
 
-
-def copy_of(model):
-    import copy
-
-    return copy.deepcopy(model)

@@ -14,7 +14,7 @@ from bertedu.errors import UserError
 from bertedu.student import solution_text, strip_solution_blocks, student_notebook
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb"))  # 05a, 05b too
 
 
 def cell_text(cell: dict) -> str:
