@@ -550,7 +550,7 @@ def rescale_embeddings(model: BertForSequenceClassification) -> float:
     ``LayerNorm(c x) = LayerNorm(x)`` for ``c > 0`` (up to its eps). What changes is how fast
     fine-tuning moves them relative to their size: their gradients scale by ``1 / c``, Adam
     divides that scale away and steps every entry by about the learning rate, so a table ``c``
-    times larger than at initialisation turns ``c`` times more slowly (chapter 5a, point 1d).
+    times larger than at initialisation turns ``c`` times more slowly (chapter 5a, point 1c).
     """
     embeddings = model.bert.embeddings
     tables = (embeddings.word_embeddings, embeddings.position_embeddings, embeddings.token_type_embeddings)
