@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import platform
 import sys
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -32,14 +31,14 @@ from statistics import median
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretraining_throughput import TODAY, module_at  # noqa: E402  (the same 'today' as that benchmark)
+from pretraining_throughput import TODAY, module_at, tokens_per_second  # noqa: E402  (the same 'today' and rounds)
 from timing import median_seconds  # noqa: E402  (benchmarks/timing.py, beside this script)
 
 STEPS, ROUNDS, BATCH, LENGTH = 40, 5, 32, 128
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
-def profile_step(model, batch, optimizer) -> tuple[Counter, dict[str, float]]:
+def profile_step(model, batch, optimizer) -> tuple[Counter, Counter]:
     """One training step (forward, backward, AdamW) under the profiler: (op, input shapes) ->
     calls of its matrix products, and every other op -> its own CPU milliseconds."""
     from torch.profiler import profile
@@ -75,7 +74,6 @@ def main() -> None:
     from bertedu.pretraining_data import PretrainingDataset, PretrainingVocab
     from bertedu.settings import native_cpu_bf16
     from bertedu.tokenization import imdb_wordpiece_vocab, load_fast_tokenizer
-    from bertedu.training import TrainingConfig, train
 
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
@@ -105,18 +103,9 @@ def main() -> None:
 
     # 2. Tokens/s today and new, rounds interleaved (the VM drifts from minute to minute).
     today_data = old.PretrainingDataset(pairs, vocab, max_seq_length=LENGTH)
-    rows = {"today (masks per item, dropout 0.1)": (today_data, torch.utils.data.default_collate, 0.1),
-            "new (epoch masks, no dropout)": (new_data, new_data.collate, 0.0)}
-    speeds = {name: [] for name in rows}
-    for _ in range(ROUNDS):
-        for name, (data, collate, dropout) in rows.items():
-            torch.manual_seed(0)
-            run_model = BertForPreTraining(settings.model_config(dropout=dropout))
-            config = TrainingConfig(learning_rate=2e-3, max_steps=STEPS, batch_size=BATCH, warmup_ratio=0.1,
-                                    progress=False)
-            started = time.perf_counter()
-            train(run_model, data, config, collate_fn=collate)
-            speeds[name].append(STEPS * tokens / (time.perf_counter() - started))
+    rows = {"today (masks per item, dropout 0.1)": (today_data, torch.utils.data.default_collate, 0.1, False, False),
+            "new (epoch masks, no dropout)": (new_data, new_data.collate, 0.0, False, False)}
+    speeds = tokens_per_second(rows, settings, STEPS, ROUNDS)  # float32, as pretraining_throughput.py's rows
     today, new = (median(values) for values in speeds.values())
     ratio = median(n / t for t, n in zip(*speeds.values()))  # today's, new's
     target_ms = 1e3 * tokens / (2 * today)
@@ -131,12 +120,11 @@ def main() -> None:
     calls, others = profile_step(model, batch, optimizer)
     seconds = {key: replay(*key) for key in calls}
     total_ms = 1e3 * sum(seconds[key] * n for key, n in calls.items())
-    mm_flops = sum(2 * n * _macs(op, shapes) for (op, shapes), n in calls.items())
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     large = 2 * 2048 ** 3 / median_seconds(lambda: torch.mm(a, b), repeats=10) / 1e9
     print(f"\n3. The step's {sum(calls.values())} matrix products ({len(calls)} shapes, recorded by the profiler), "
-          f"each timed alone: {total_ms:.0f} ms a step, {mm_flops / 1e9:.2f} GFLOP at "
-          f"{mm_flops / total_ms / 1e6:.0f} GFLOP/s; one 2,048-cubed product: {large:.0f} GFLOP/s")
+          f"each timed alone: {total_ms:.0f} ms a step, {flops / 1e9:.2f} GFLOP at "
+          f"{flops / total_ms / 1e6:.0f} GFLOP/s; one 2,048-cubed product: {large:.0f} GFLOP/s")
     print("   the five slowest shapes (op, shapes, calls, ms a step):")
     for key in sorted(calls, key=lambda k: -seconds[k] * calls[k])[:5]:
         print(f"     {key[0]:11s} {' x '.join(str(list(s)) for s in key[1]):34s} {calls[key]:3d} "
@@ -154,15 +142,6 @@ def main() -> None:
              f"fit in {left:.0f} ms, where the new step spends {1e3 * tokens / new - total_ms:.0f} ms on it and attention's "
              f"kernels and GELU alone take {kernels:.0f} ms"
              if left > 0 else "2x is out of reach in float32 on this CPU, whatever the rest of the step does"))
-
-
-def _macs(op: str, shapes: tuple) -> int:
-    """Multiply-adds of one matrix product with these input shapes."""
-    if op == "aten::bmm":
-        (b, n, k), (_, _, m) = shapes
-        return b * n * k * m
-    (n, k), (_, m) = shapes[-2:]  # addmm: bias first
-    return n * k * m
 
 
 if __name__ == "__main__":

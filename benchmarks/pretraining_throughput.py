@@ -48,13 +48,38 @@ def module_at(commit: str, path: str, name: str):
     return module
 
 
+def tokens_per_second(rows: dict[str, tuple], settings, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Train the quick model (post-LN) ``steps`` steps of 32 x 128 tokens per row, the rows one
+    after the other in each of ``rounds`` rounds: row label -> tokens/s, one per round.
+
+    ``rows``: label -> (data, its collate function, dropout, bf16 autocast, SDPA's math kernel
+    for attention). Interleaving puts a round's rows close in time, so dividing each by the same
+    round's first row cancels most of the VM's drift from minute to minute.
+    """
+    from bertedu.pretraining import BertForPreTraining
+    from bertedu.settings import cpu_bf16_attention
+    from bertedu.training import TrainingConfig, train
+
+    results = {name: [] for name in rows}
+    for _ in range(rounds):
+        for name, (data, collate, dropout, bf16, math_kernel) in rows.items():
+            config = TrainingConfig(learning_rate=2e-3, max_steps=steps, batch_size=32, warmup_ratio=0.1,
+                                    progress=False, cpu_bf16=bf16)
+            torch.manual_seed(0)
+            model = BertForPreTraining(replace(settings, pre_layer_norm=False).model_config(dropout=dropout))
+            started = time.perf_counter()
+            with cpu_bf16_attention(torch.device("cpu"), math_kernel):  # a no-op when False
+                train(model, data, config, collate_fn=collate)
+            results[name].append(steps * 32 * 128 / (time.perf_counter() - started))
+    return results
+
+
 def main() -> None:
     from bertedu.pretraining import (BertForPreTraining, make_pairs, pretraining_corpus, pretraining_settings,
                                      tokenize_documents)
     from bertedu.pretraining_data import PretrainingDataset, PretrainingVocab
     from bertedu.tokenization import imdb_wordpiece_vocab, load_fast_tokenizer
-    from bertedu.settings import cpu_bf16_attention, native_cpu_bf16
-    from bertedu.training import TrainingConfig, train
+    from bertedu.settings import native_cpu_bf16
 
     old = module_at(TODAY, "bertedu/pretraining_data.py", "old_pretraining_data")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -97,17 +122,7 @@ def main() -> None:
             fused: (new_data, new_data.collate, 0.0, True, False),
             math: (new_data, new_data.collate, 0.0, True, True)}
     steps, rounds = 40, 11
-    results = {name: [] for name in rows}  # tokens/s, one per round
-    for _ in range(rounds):
-        for name, (data, collate, dropout, bf16, math_kernel) in rows.items():
-            config = TrainingConfig(learning_rate=2e-3, max_steps=steps, batch_size=32, warmup_ratio=0.1,
-                                    progress=False, cpu_bf16=bf16)
-            torch.manual_seed(0)
-            model = BertForPreTraining(replace(settings, pre_layer_norm=False).model_config(dropout=dropout))
-            started = time.perf_counter()
-            with cpu_bf16_attention(torch.device("cpu"), math_kernel):  # a no-op when False
-                train(model, data, config, collate_fn=collate)
-            results[name].append(steps * 32 * 128 / (time.perf_counter() - started))
+    results = tokens_per_second(rows, settings, steps, rounds)
     # A round's rows run back to back, so their ratio to that round's "today" cancels most of the
     # VM's drift from round to round; the median over rounds drops the odd disturbed row.
     print(f"\n2. Training the quick model ({steps} steps of 32 x 128 tokens, padding included), {rounds} rounds:")
