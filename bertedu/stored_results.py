@@ -3,8 +3,8 @@
 Some of chapter 5a's measurements take an hour or more (75 fine-tunes for a five-seed learning
 curve); their scripts write text tables to ``benchmarks/`` in the course repository, and the
 chapter draws those tables. ``benchmarks/`` sits beside the package in a checkout of the
-course, not inside an installed wheel: ``benchmarks_dir()`` is None there, and a notebook says
-where to read the tables instead.
+course, not inside an installed wheel: ``benchmarks_dir()`` is None there, and a notebook prints
+``not_installed(name)``, which says where to read the table instead.
 """
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def benchmarks_dir() -> Path | None:
     without it."""
     folder = Path(bertedu.__file__).resolve().parents[1] / "benchmarks"
     return folder if folder.is_dir() else None
+
+
+def not_installed(name: str) -> str:
+    """What a notebook prints in place of the table ``benchmarks/<name>`` when
+    ``benchmarks_dir()`` is None: where to read it instead."""
+    return f"benchmarks/ is not installed with the package: see benchmarks/{name} in the course repository."
 
 
 def small_bert_schedules(folder: Path) -> dict[str, tuple[int, float]]:

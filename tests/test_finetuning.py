@@ -546,6 +546,19 @@ def test_small_bert_schedules_are_the_sweeps_winners():
     assert small_bert_schedules(benchmarks_dir()) == SMALL_BERT_SCHEDULES
 
 
+def test_an_installed_package_without_benchmarks_says_where_to_read_them(monkeypatch, tmp_path):
+    """Installed as a wheel, the package has no benchmarks/ beside it: benchmarks_dir() is None
+    and the notebooks print not_installed(name), which names the table to read instead."""
+    import bertedu
+    from bertedu.stored_results import benchmarks_dir, not_installed
+
+    assert benchmarks_dir() is not None and (benchmarks_dir() / "peft_sweep.txt").is_file()
+    monkeypatch.setattr(bertedu, "__file__", str(tmp_path / "site-packages" / "bertedu" / "__init__.py"))
+    assert benchmarks_dir() is None
+    assert not_installed("peft_sweep.txt") == ("benchmarks/ is not installed with the package: "
+                                               "see benchmarks/peft_sweep.txt in the course repository.")
+
+
 def test_stored_learning_curves_are_the_benchmark_tables_chapter_5a_reads():
     """Chapter 5a's plot of the learning curve: five seeds per point, four sizes per kind, the
     means its prose quotes; where two tables of small_bert_curve.txt have a kind, the first gives
